@@ -1,0 +1,60 @@
+"""The vocabulary of rlft (DESIGN.md §3).
+
+Shape suffixes are part of names: ``P`` prompts per step, ``G`` samples per prompt,
+``B = P·G`` sequences, ``T`` tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+
+class Message(TypedDict):
+    role: str  # "system" | "user" | "assistant" | "tool"
+    content: str
+
+
+StopReason = Literal["eos", "stop", "length", "max_turns", "env_done", "error"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What a grader sees of one attempt (the ``sample`` in ``grader(sample, item)``)."""
+
+    output_text: str
+
+
+@dataclass
+class Trajectory:
+    """One attempt at a task.
+
+    ``tokens_T`` holds the whole sequence (prompt, sampled text, environment text).
+    ``sampled_mask_T`` is 1 exactly where the policy sampled the token; it is the only
+    thing that decides which tokens are trained. ``sampler_logp_T`` is the sampler's
+    log-probability of each token (0 where the mask is 0).
+    """
+
+    tokens_T: list[int]
+    sampled_mask_T: list[int]
+    sampler_logp_T: list[float]
+    reward: float = 0.0
+    stop_reason: StopReason = "eos"
+    errored: bool = False  # the grader raised: masked out of training, counted, logged
+    text: str = ""  # the sampled text, for transcripts and graders
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.tokens_T)
+        assert len(self.sampled_mask_T) == n and len(self.sampler_logp_T) == n, (
+            f"Trajectory fields disagree in length: tokens {n}, mask {len(self.sampled_mask_T)}, "
+            f"logp {len(self.sampler_logp_T)}"
+        )
+
+
+@dataclass
+class Group:
+    """The G trajectories of one prompt; advantages are computed per group."""
+
+    trajectories_G: list[Trajectory]
+    item: dict[str, Any] = field(default_factory=dict)
