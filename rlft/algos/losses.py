@@ -1,0 +1,165 @@
+"""Policy-gradient losses, KL estimators and aggregations: pure functions of (B, T) tensors.
+
+The central invariant (DESIGN.md §1): with advantage 1 on demonstration tokens and no old
+logprobs, ``policy_loss`` IS the SFT negative log-likelihood. RL and SFT share this code.
+
+Departures from the papers, on purpose:
+1. On-policy (one update per batch, ``old_logp_BT=None``) uses the plain REINFORCE surrogate
+   ``-adv·logp``; its gradient equals PPO-clip's at ratio 1, without the extra forward pass.
+2. The clip range is asymmetric (DAPO "clip-higher", Yu et al. 2025): ``clip_low``/``clip_high``.
+3. The normaliser (``Norm``) is computed once per optimisation step over the whole step's batch,
+   so summing micro-batch losses gives exactly the full-batch loss and gradient.
+
+Shapes: ``B`` sequences, ``T`` tokens. Masks are 1 on trained tokens (``sampled_mask``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Norm:
+    """Denominators for one optimisation step, shared by all its micro-batches.
+
+    n_tokens: trained tokens in the step (>= 1 so an all-masked step gives loss 0, not NaN).
+    n_seqs: sequences with at least one trained token (>= 1).
+    max_tokens: the Dr. GRPO constant, usually the generation budget (max_new_tokens).
+
+    Single process only: under data parallelism the caller all-reduces n_tokens / n_seqs across
+    ranks and multiplies the loss by the world size (DDP averages gradients).
+    """
+
+    n_tokens: float
+    n_seqs: int
+    max_tokens: int
+
+    @staticmethod
+    def of(mask_BT: Tensor, max_tokens: int) -> "Norm":
+        """Norm over the whole step's loss mask mask_BT (B, T)."""
+        assert mask_BT.dim() == 2, f"mask must be (B, T), got {tuple(mask_BT.shape)}"
+        assert max_tokens > 0, f"max_tokens must be > 0, got {max_tokens}"
+        tokens_B = mask_BT.float().sum(-1)
+        return Norm(
+            n_tokens=max(float(tokens_B.sum().item()), 1.0),
+            n_seqs=max(int((tokens_B > 0).sum().item()), 1),
+            max_tokens=int(max_tokens),
+        )
+
+
+def _masked(x_BT: Tensor, mask_BT: Tensor) -> Tensor:
+    # where, not multiply: a non-finite value at a masked position must not become NaN.
+    return torch.where(mask_BT.bool(), x_BT, torch.zeros((), dtype=x_BT.dtype, device=x_BT.device))
+
+
+def token_mean(x_BT: Tensor, mask_BT: Tensor, norm: Norm) -> Tensor:
+    """Sum of masked tokens / tokens in the step: every token weighs the same (DAPO)."""
+    return _masked(x_BT, mask_BT).sum() / norm.n_tokens
+
+
+def seq_mean(x_BT: Tensor, mask_BT: Tensor, norm: Norm) -> Tensor:
+    """Mean over sequences of each sequence's masked token mean (original GRPO)."""
+    per_seq_B = _masked(x_BT, mask_BT).sum(-1) / mask_BT.float().sum(-1).clamp(min=1)
+    return per_seq_B.sum() / norm.n_seqs
+
+
+def dr_grpo(x_BT: Tensor, mask_BT: Tensor, norm: Norm) -> Tensor:
+    """Sum of masked tokens / (n_seqs · max_tokens): a constant normaliser, so long wrong
+    answers are not favoured by a length-dependent one (Dr. GRPO, Liu et al. 2025)."""
+    return _masked(x_BT, mask_BT).sum() / (norm.n_seqs * norm.max_tokens)
+
+
+# KL estimators from Schulman, "Approximating KL divergence" (2020), for KL(pi || ref) with
+# tokens sampled from pi; log_ratio = logp - ref_logp.
+def k1(logp_BT: Tensor, ref_logp_BT: Tensor) -> Tensor:
+    """k1 = log_ratio: unbiased, high variance, can be negative."""
+    return logp_BT - ref_logp_BT
+
+
+def k2(logp_BT: Tensor, ref_logp_BT: Tensor) -> Tensor:
+    """k2 = log_ratio² / 2: biased, low variance, >= 0."""
+    return 0.5 * (logp_BT - ref_logp_BT) ** 2
+
+
+def k3(logp_BT: Tensor, ref_logp_BT: Tensor) -> Tensor:
+    """k3 = exp(-log_ratio) - 1 + log_ratio: unbiased, low variance, >= 0 (GRPO's KL).
+    log_ratio clamped to [-20, 20] so exp cannot overflow (as in verl)."""
+    log_ratio_BT = (logp_BT - ref_logp_BT).clamp(-20.0, 20.0)
+    return torch.exp(-log_ratio_BT) - 1.0 + log_ratio_BT
+
+
+def _lookup(table: dict[str, Callable], name: str, what: str) -> Callable:
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def policy_loss(
+    logp_BT: Tensor,
+    adv_BT: Tensor,
+    mask_BT: Tensor,
+    norm: Norm,
+    *,
+    old_logp_BT: Tensor | None = None,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    aggregation: str = "token_mean",
+    ref_logp_BT: Tensor | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k3",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Policy-gradient loss of one micro-batch, and its diagnostics.
+
+    logp_BT, mask_BT, old_logp_BT, ref_logp_BT: (B, T); adv_BT: (B, T) or (B, 1).
+    Per token: ``-adv·logp`` when ``old_logp_BT`` is None (on-policy REINFORCE; with adv = 1 this
+    is the SFT NLL), else PPO-clip (Schulman et al. 2017) with ratio clamped to
+    [1 - clip_low, 1 + clip_high]; plus ``kl_coef · KL_ESTIMATORS[kl_estimator](logp, ref)``.
+    Aggregated by ``AGGREGATIONS[aggregation]`` with the step's ``norm``.
+
+    Returns (scalar loss, metrics). Metrics are detached masked means over THIS micro-batch
+    (the caller averages them across micro-batches and ranks): "clip_fraction" (tokens whose
+    clipped term was active, so their gradient is zero), "approx_kl" (k3 estimate of
+    KL(old || new); 0 on-policy), "kl" (to the reference; only when kl_coef > 0).
+    """
+    aggregate = _lookup(AGGREGATIONS, aggregation, "aggregation")
+    kl_fn = _lookup(KL_ESTIMATORS, kl_estimator, "kl_estimator")
+    assert logp_BT.shape == mask_BT.shape, f"logp {tuple(logp_BT.shape)} vs mask {tuple(mask_BT.shape)}"
+    assert adv_BT.dim() == 2 and adv_BT.shape[0] == logp_BT.shape[0] and adv_BT.shape[1] in (1, logp_BT.shape[1]), (
+        f"adv must be (B, T) or (B, 1) for logp {tuple(logp_BT.shape)}, got {tuple(adv_BT.shape)}"
+    )
+    adv_BT = adv_BT.detach().to(logp_BT.dtype)
+    zero = logp_BT.new_zeros(())
+
+    def masked_mean(x_BT: Tensor) -> Tensor:
+        return _masked(x_BT.detach().to(zero.dtype), mask_BT).sum() / mask_BT.float().sum().clamp(min=1)
+
+    if old_logp_BT is None:
+        per_token_BT = -adv_BT * logp_BT
+        clip_fraction, approx_kl = zero, zero
+    else:
+        assert old_logp_BT.shape == logp_BT.shape, (
+            f"old_logp {tuple(old_logp_BT.shape)} vs logp {tuple(logp_BT.shape)}"
+        )
+        old_logp_BT = old_logp_BT.detach()
+        ratio_BT = torch.exp(logp_BT - old_logp_BT)
+        unclipped_BT = -ratio_BT * adv_BT
+        clipped_BT = -ratio_BT.clamp(1.0 - clip_low, 1.0 + clip_high) * adv_BT
+        per_token_BT = torch.maximum(unclipped_BT, clipped_BT)  # = -min(ratio·A, clip(ratio)·A)
+        clip_fraction = masked_mean((clipped_BT > unclipped_BT).float())
+        approx_kl = masked_mean(k3(old_logp_BT, logp_BT))  # samples come from old
+
+    metrics = {"clip_fraction": clip_fraction, "approx_kl": approx_kl}
+    if kl_coef > 0:
+        assert ref_logp_BT is not None, "kl_coef > 0 needs ref_logp_BT"
+        kl_BT = kl_fn(logp_BT, ref_logp_BT.detach())
+        per_token_BT = per_token_BT + kl_coef * kl_BT
+        metrics["kl"] = masked_mean(kl_BT)
+    return aggregate(per_token_BT, mask_BT, norm), metrics
+
+
+AGGREGATIONS = {"token_mean": token_mean, "seq_mean": seq_mean, "dr_grpo": dr_grpo}
+KL_ESTIMATORS = {"k1": k1, "k2": k2, "k3": k3}

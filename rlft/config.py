@@ -1,0 +1,537 @@
+"""A job: one TOML file of frozen dataclasses, one per section (DESIGN.md §6).
+
+Each field has a docstring (the string literal on the line after it); that docstring is the
+``--help`` (``help_text`` reads them with ``ast``). ``load_job`` parses the file, applies
+``section.key=value`` overrides, and validates everything before any model is loaded, so a
+typo costs a second, not a model load. Errors name the file and line (or the override), the
+field, the bad value, the valid choices and the fix; all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import json
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+
+class ConfigError(ValueError):
+    """A job file or override that cannot be used; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA adapters (peft) instead of full fine-tuning."""
+
+    rank: int = 16
+    """LoRA rank r of the low-rank update."""
+    alpha: float = 32.0
+    """LoRA scaling alpha; the update is scaled by alpha / rank."""
+    dropout: float = 0.0
+    """Dropout on the LoRA branch, in [0, 1)."""
+    target_modules: str = "all-linear"
+    """Which modules get adapters: "all-linear" or a comma-separated list of module names."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The policy model."""
+
+    path: str = "tiny"
+    """A hub id, a local folder, or "tiny" for the built-in model."""
+    dtype: str = "auto"
+    """auto | float32 | bfloat16 | float16; auto = bfloat16 on GPU, float32 on CPU."""
+    max_length: int = 1024
+    """Cap on prompt + completion tokens."""
+    lora: LoraConfig | None = None
+    """Optional LoRA table, e.g. lora = { rank = 16, alpha = 32 }; absent = full fine-tuning."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the prompts (and demonstrations) come from."""
+
+    train: str = ""
+    """JSONL / CSV / Parquet path, a folder saved with datasets' save_to_disk, or a hub name."""
+    eval: str = ""
+    """Held-out data, same forms as train; empty = no evaluation set."""
+    prompt: str = "prompt"
+    """Field holding the prompt: text or a list of chat messages."""
+    completion: str = "completion"
+    """Field holding the demonstration (used by SFT)."""
+    eval_size: int = 0
+    """How many eval items to use; 0 = all."""
+    max_errors: int = 20
+    """How many bad rows to report before stopping."""
+
+
+@dataclass(frozen=True)
+class GraderConfig:
+    """How an attempt is scored (rlft.rewards.graders)."""
+
+    type: str = "exact"
+    """exact | numeric | regex | contains | python."""
+    reference: str = "answer"
+    """Item field holding the expected answer."""
+    normalize: list[str] = field(default_factory=lambda: ["strip"])
+    """Applied in order to output and reference: strip, lower, collapse_whitespace, remove_punctuation."""
+    tolerance: float = 1e-6
+    """numeric: absolute tolerance."""
+    rel_tolerance: float = 0.0
+    """numeric: relative tolerance (fraction of the reference)."""
+    pattern: str = ""
+    """regex: the pattern searched for in the output (re.search)."""
+    function: str = ""
+    """python: "path/to/file.py:fn" relative to the job file, or "package.module:fn"."""
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """The RL algorithm (rlft.algos)."""
+
+    name: str = "grpo"
+    """Advantage estimator, a key of rlft.algos.advantages.ADVANTAGES (grpo, dr_grpo, rloo, ...)."""
+    group_size: int = 8
+    """G: samples per prompt."""
+    prompts_per_step: int = 4
+    """P: prompts per step (B = P * G sequences)."""
+    kl_coef: float = 0.0
+    """Weight of the KL penalty to the reference model; 0 = off (no reference model)."""
+    kl_estimator: str = "k3"
+    """KL estimator, a key of rlft.algos.losses.KL_ESTIMATORS."""
+    clip_low: float = 0.2
+    """PPO clip range below 1: ratio >= 1 - clip_low."""
+    clip_high: float = 0.28
+    """PPO clip range above 1: ratio <= 1 + clip_high (DAPO clip-higher)."""
+    updates_per_batch: int = 1
+    """Optimizer passes over each sampled batch; > 1 needs old logprobs and clipping."""
+    aggregation: str = "token_mean"
+    """How token losses are reduced, a key of rlft.algos.losses.AGGREGATIONS."""
+    drop_zero_advantage: bool = True
+    """Drop groups whose rewards are all equal (they carry no signal)."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Generation during rollouts."""
+
+    max_new_tokens: int = 256
+    """Cap on sampled tokens per turn."""
+    temperature: float = 1.0
+    """Sampling temperature; 0 = greedy."""
+    top_p: float = 1.0
+    """Nucleus sampling mass, in (0, 1]; 1 = off."""
+    top_k: int = 0
+    """Keep only the k most likely tokens; 0 = off."""
+    stop: list[str] = field(default_factory=list)
+    """Stop strings that end a completion (besides EOS)."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation (AdamW with warmup)."""
+
+    lr: float = 1e-6
+    """Peak learning rate."""
+    steps: int = 100
+    """Optimizer steps to run."""
+    warmup_steps: int = 0
+    """Linear warmup steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip; 0 = no clipping."""
+    batch_size: int = 8
+    """SFT: sequences per step."""
+    micro_batch_size: int = 0
+    """Sequences per forward/backward pass; 0 = the whole batch in one pass."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation."""
+
+    every: int = 0
+    """Evaluate every N steps; 0 = only at the end."""
+    size: int = 0
+    """How many eval prompts; 0 = all."""
+    samples: int = 1
+    """Samples per prompt (the k of pass@k)."""
+    temperature: float = 0.0
+    """Sampling temperature for evaluation; 0 = greedy."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Outputs, seeds, devices."""
+
+    out: str = "runs/job"
+    """Run directory (metrics, samples, checkpoints, final model)."""
+    seed: int = 0
+    """Base seed; per-step seeds derive from (seed, step, index)."""
+    checkpoint_every: int = 0
+    """Checkpoint every N steps; 0 = only the final one."""
+    log_samples: int = 4
+    """Transcripts per step written to samples.jsonl."""
+    device: str = "auto"
+    """auto | cpu | cuda; auto = cuda when available."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A whole job: one field per section, plus the folder relative paths resolve against."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    grader: GraderConfig = field(default_factory=GraderConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    base_dir: str = "."
+
+
+# section name -> its dataclass, in file order
+SECTIONS: dict[str, type] = {
+    f.name: f.default_factory for f in dataclasses.fields(Job) if f.name != "base_dir"  # type: ignore[misc]
+}
+
+# --- value checks: "section.key" -> (predicate, what the value must be) ----------------------
+
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model.max_length": (lambda v: v >= 1, ">= 1"),
+    "model.lora.rank": (lambda v: v >= 1, ">= 1"),
+    "model.lora.alpha": (lambda v: v > 0, "> 0"),
+    "model.lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "data.eval_size": (lambda v: v >= 0, ">= 0 (0 = all)"),
+    "data.max_errors": (lambda v: v >= 1, ">= 1"),
+    "grader.tolerance": (lambda v: v >= 0, ">= 0"),
+    "grader.rel_tolerance": (lambda v: v >= 0, ">= 0"),
+    "algorithm.group_size": (lambda v: v >= 1, ">= 1"),
+    "algorithm.prompts_per_step": (lambda v: v >= 1, ">= 1"),
+    "algorithm.kl_coef": (lambda v: v >= 0, ">= 0"),
+    "algorithm.clip_low": (lambda v: v >= 0, ">= 0"),
+    "algorithm.clip_high": (lambda v: v >= 0, ">= 0"),
+    "algorithm.updates_per_batch": (lambda v: v >= 1, ">= 1"),
+    "sampling.max_new_tokens": (lambda v: v >= 1, ">= 1"),
+    "sampling.temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
+    "sampling.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "sampling.top_k": (lambda v: v >= 0, ">= 0 (0 = off)"),
+    "optim.lr": (lambda v: v > 0, "> 0"),
+    "optim.steps": (lambda v: v >= 0, ">= 0"),
+    "optim.warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "optim.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "optim.max_grad_norm": (lambda v: v >= 0, ">= 0 (0 = no clipping)"),
+    "optim.batch_size": (lambda v: v >= 1, ">= 1"),
+    "optim.micro_batch_size": (lambda v: v >= 0, ">= 0 (0 = whole batch)"),
+    "eval.every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+    "eval.size": (lambda v: v >= 0, ">= 0 (0 = all)"),
+    "eval.samples": (lambda v: v >= 1, ">= 1"),
+    "eval.temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
+    "run.checkpoint_every": (lambda v: v >= 0, ">= 0 (0 = only final)"),
+    "run.log_samples": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def _choices(name: str) -> tuple[str, list[str]] | None:
+    """(what it is, valid names) for fields that pick from a table; imported here, not at the top."""
+    if name == "model.dtype":
+        return "dtype", ["auto", "float32", "bfloat16", "float16"]
+    if name == "run.device":
+        return "device", ["auto", "cpu", "cuda"]
+    if name == "algorithm.name":
+        from rlft.algos.advantages import ADVANTAGES
+
+        return "algorithm", list(ADVANTAGES)
+    if name == "algorithm.kl_estimator":
+        from rlft.algos.losses import KL_ESTIMATORS
+
+        return "KL estimator", list(KL_ESTIMATORS)
+    if name == "algorithm.aggregation":
+        from rlft.algos.losses import AGGREGATIONS
+
+        return "aggregation", list(AGGREGATIONS)
+    if name == "grader.type":
+        from rlft.rewards.graders import GRADERS
+
+        return "grader type", list(GRADERS)
+    if name == "grader.normalize":
+        from rlft.rewards.graders import NORMALIZERS
+
+        return "normalize option", list(NORMALIZERS)
+    return None
+
+
+def _did_you_mean(bad: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(bad, list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+class _Bad(Exception):
+    """One problem with one value; the caller adds where it came from."""
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
+    """Read a job file (None = all defaults), apply ``section.key=value`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    lines: dict[tuple[str, ...], int] = {}
+    base_dir = str(Path.cwd())
+    fname = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        fname = str(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{fname}: cannot read the job file ({e.strerror}); fix: check the path") from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            m = re.search(r"at line (\d+)", str(e))
+            where = f"{fname}:{m.group(1)}" if m else fname
+            raise ConfigError(f"{where}: TOML syntax error: {e}; fix the syntax (strings need quotes)") from None
+        lines = _key_lines(text)
+        base_dir = str(p.resolve().parent)
+    # where each value came from, for messages: (section, key) -> prefix
+    src: dict[tuple[str, str], str] = {}
+    errors: list[str] = []
+    if "base_dir" in raw:  # written by job_to_toml so a saved config resolves paths as the original did
+        base_dir = raw.pop("base_dir")
+        if not isinstance(base_dir, str):
+            raise ConfigError(f"{fname}: base_dir = {base_dir!r}: expected a string (a folder)")
+    for name, value in raw.items():
+        line = lines.get((name,)) or lines.get(("", name))
+        where = f"{fname}:{line}" if line else fname
+        if name not in SECTIONS:
+            owners = [s for s, cls in SECTIONS.items() if name in _field_names(cls)]
+            hint = f"did you mean [{owners[0]}] {name}? " if owners else _did_you_mean(name, list(SECTIONS))
+            errors.append(f"{where}: [{name}]: unknown section; {hint}valid sections: {', '.join(SECTIONS)}")
+        elif not isinstance(value, dict):
+            keys = ", ".join(_field_names(SECTIONS[name]))
+            errors.append(f"{where}: {name} = {value!r}: expected a table [{name}] with keys {keys}")
+        else:
+            for key, v in value.items():
+                kl = lines.get((name, key))
+                src[(name, key)] = f"{fname}:{kl}: [{name}] {key} = {v!r}" if kl else f"{fname}: [{name}] {key} = {v!r}"
+    if errors:
+        raise ConfigError("\n".join(errors))
+    for ov in overrides:
+        try:
+            section, key, value = _parse_override(ov)
+        except _Bad as e:
+            errors.append(f"override {ov!r}: {e}")
+            continue
+        if section not in SECTIONS:
+            errors.append(
+                f"override {ov}: unknown section {section!r}; {_did_you_mean(section, list(SECTIONS))}"
+                f"valid sections: {', '.join(SECTIONS)}"
+            )
+            continue
+        table = raw.setdefault(section, {})
+        head, *rest = key.split(".")
+        if rest:  # model.lora.rank=8: merge into the nested table
+            sub = table.get(head)
+            sub = dict(sub) if isinstance(sub, dict) else {}
+            sub[".".join(rest)] = value
+            value = sub
+        table[head] = value
+        src[(section, head)] = f"override {ov}"
+    sections = {}
+    for name, cls in SECTIONS.items():
+        table = raw.get(name, {})
+        sections[name] = _build(cls, name, table, lambda k, n=name: src.get((n, k), f"{fname}: [{n}] {k}"), errors)
+    if not errors:
+        errors += _cross_checks(sections, src)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return Job(**sections, base_dir=base_dir)
+
+
+def _parse_override(ov: str) -> tuple[str, str, Any]:
+    name, eq, text = ov.partition("=")
+    name = name.strip()
+    if not eq or "." not in name or not all(name.split(".")):
+        raise _Bad("expected section.key=value, e.g. algorithm.group_size=4 or run.out=runs/x")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare string: run.out=runs/x
+    section, key = name.split(".", 1)
+    return section, key, value
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _build(cls: type, dotted: str, table: dict, where: Callable[[str], str], errors: list[str]) -> Any:
+    """Type-check and range-check one table, appending problems to ``errors``."""
+    hints = typing.get_type_hints(cls)
+    names = _field_names(cls)
+    kwargs = {}
+    for key, value in table.items():
+        name = f"{dotted}.{key}"
+        if key not in names:
+            valid = ", ".join(names)
+            errors.append(f"{where(key)}: unknown key; {_did_you_mean(key, names)}valid keys for [{dotted}]: {valid}")
+            continue
+        try:
+            if hints[key] == LoraConfig | None:
+                if not isinstance(value, dict):
+                    raise _Bad(f"expected a table like {{ rank = 16, alpha = 32 }}, got {type(value).__name__}")
+                n_before = len(errors)
+                value = _build(LoraConfig, name, value, lambda k, w=where(key): f"{w}: lora.{k}", errors)
+                if len(errors) > n_before:
+                    continue
+            else:
+                value = _coerce(hints[key], value)
+                _check_value(name, value)
+        except _Bad as e:
+            errors.append(f"{where(key)}: {e}")
+            continue
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string (in quotes)", bool: "true or false"}
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    if hint == list[str]:
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise _Bad(f"expected a list of strings like [\"a\", \"b\"], got {value!r}")
+        return list(value)
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # an int is accepted where a float is expected
+    if not ok:
+        raise _Bad(f"expected {_TYPE_WORDS[hint]}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_value(name: str, value: Any) -> None:
+    if name in _RANGES:
+        ok, allowed = _RANGES[name]
+        if not ok(value):
+            raise _Bad(f"must be {allowed}, got {value!r}")
+    picked = _choices(name)
+    if picked is not None:
+        what, valid = picked
+        for v in value if isinstance(value, list) else [value]:
+            if v not in valid:
+                entry = f" {v!r}" if isinstance(value, list) else ""
+                raise _Bad(f"unknown {what}{entry}; {_did_you_mean(v, valid)}valid: {', '.join(valid)}")
+
+
+def _cross_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list[str]:
+    g: GraderConfig = s["grader"]
+    out = []
+    where = src.get(("grader", "type"), "[grader] type")
+    if g.type == "regex":
+        try:
+            re.compile(g.pattern)
+        except re.error as e:
+            at = src.get(("grader", "pattern"), "[grader] pattern")
+            out.append(f"{at}: not a valid regular expression ({e}); fix the pattern")
+        if not g.pattern:
+            out.append(f"{where}: grader type 'regex' needs grader.pattern; fix: set pattern = \"...\"")
+    if g.type == "python" and not g.function:
+        out.append(f"{where}: grader type 'python' needs grader.function; fix: set function = \"graders.py:score\"")
+    return out
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Best-effort 1-based line of each ``[section]`` and ``key =`` (first occurrence), for messages."""
+    out: dict[tuple[str, ...], int] = {}
+    section = ""
+    for i, line in enumerate(text.splitlines(), 1):
+        if m := re.match(r"\s*\[\s*([A-Za-z0-9_\-]+)\s*\]", line):
+            section = m.group(1)
+            out.setdefault((section,), i)
+        elif m := re.match(r"\s*([A-Za-z0-9_\-]+)\s*[.=]", line):
+            out.setdefault((section, m.group(1)), i)
+    return out
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)  # repr(1e-06) == '1e-06', repr(inf) == 'inf': both valid TOML
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")  # JSON escapes are TOML escapes
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if dataclasses.is_dataclass(v):
+        return "{ " + ", ".join(f"{f.name} = {_toml_value(getattr(v, f.name))}" for f in dataclasses.fields(v)) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} {v!r} as TOML")
+
+
+def job_to_toml(job: Job) -> str:
+    """The resolved job as TOML; ``load_job`` on it gives back an equal Job (base_dir included)."""
+    out = ["# resolved rlft job", f"base_dir = {_toml_value(job.base_dir)}"]
+    for name in SECTIONS:
+        out += ["", f"[{name}]"]
+        cfg = getattr(job, name)
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if v is not None:  # TOML has no null: an absent optional table means None
+                out.append(f"{f.name} = {_toml_value(v)}")
+    return "\n".join(out) + "\n"
+
+
+# --- help ------------------------------------------------------------------------------------
+
+
+def _field_docs() -> dict[str, dict[str, tuple[str, str]]]:
+    """class name -> field -> (type as written, docstring), read from this module's source."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    docs: dict[str, dict[str, tuple[str, str]]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            body = node.body
+            for stmt, nxt in zip(body, body[1:] + [None]):
+                if (
+                    isinstance(stmt, ast.AnnAssign)
+                    and isinstance(stmt.target, ast.Name)
+                    and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)
+                ):
+                    doc = " ".join(nxt.value.value.split())
+                    docs.setdefault(node.name, {})[stmt.target.id] = (ast.unparse(stmt.annotation), doc)
+    return docs
+
+
+def help_text() -> str:
+    """Every ``section.key (type, default): docstring``, grouped by section."""
+    docs = _field_docs()
+    out = []
+
+    def emit(cls: type, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            typ, doc = docs[cls.__name__][f.name]
+            out.append(f"  {prefix}.{f.name} ({typ}, {default!r}): {doc}")
+            if f.name == "lora":
+                emit(LoraConfig, f"{prefix}.lora")
+
+    for name, cls in SECTIONS.items():
+        out.append(f"[{name}] {cls.__doc__}")
+        emit(cls, name)
+    return "\n".join(out)

@@ -1,0 +1,214 @@
+"""Load and validate dataset rows: JSONL, CSV, Parquet, a save_to_disk folder, or a hub name.
+
+Every row comes back as a dict with ``_line`` (1-based line in the file — for CSV the header is
+line 1 — or the 0-based row index for Parquet / datasets) and ``_source``. Every row is checked
+before training starts; up to ``max_errors`` problems are collected and raised together as
+``path:line: what is wrong``, so one run of the command shows a user everything to fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+ROLES = ("system", "user", "assistant", "tool")
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+class DataError(ValueError):
+    """Bad or missing data; ``errors`` holds one ``path:line: problem`` string per bad row."""
+
+    def __init__(self, message: str, errors: Sequence[str] = ()):
+        super().__init__(message)
+        self.errors = list(errors)
+
+
+def load_items(
+    source: str,
+    *,
+    required: Sequence[str] = (),
+    prompt_field: str | None = None,
+    base_dir: str | Path | None = None,
+    max_errors: int = 20,
+    limit: int | None = None,
+) -> list[dict]:
+    """Read ``source`` and validate every row (up to ``limit`` rows); raise DataError listing problems.
+
+    ``required`` fields must be present and not null; ``prompt_field`` (also required) must be a
+    non-empty string or a non-empty list of ``{"role", "content"}`` chat messages.
+    """
+    assert max_errors >= 1, f"max_errors must be >= 1, got {max_errors}"
+    if not source:
+        raise DataError("no data source given; fix: set data.train (a .jsonl/.csv/.parquet path or a dataset name)")
+    label, rows = _open(source, base_dir)
+    items: list[dict] = []
+    errors: list[str] = []
+    stopped = False
+    for where, line, row in rows:
+        if limit is not None and len(items) + len(errors) >= limit:
+            break
+        problem = row if isinstance(row, str) else _check_row(row, required, prompt_field)
+        if problem:
+            errors.append(f"{label}:{where}: {problem}")
+            if len(errors) >= max_errors:
+                stopped = True
+                break
+            continue
+        items.append({**row, "_line": line, "_source": label})
+    if errors:
+        more = f"\n(stopped after {max_errors} errors; data.max_errors sets how many are reported)" if stopped else ""
+        raise DataError(f"{len(errors)} bad row(s) in {label}:\n" + "\n".join(errors) + more, errors)
+    if not items:
+        raise DataError(f"{label}: no rows; fix: point data.train / data.eval at a file with at least one item")
+    return items
+
+
+# --- readers: each yields (where for messages, _line value, row dict or a problem string) -----
+
+
+def _open(source: str, base_dir: str | Path | None) -> tuple[str, Iterator[tuple[str, int, Any]]]:
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    split = None
+    if not path.exists() and ":" in source:  # "folder:split" for a saved DatasetDict
+        head, _, tail = str(path).rpartition(":")
+        if Path(head).is_dir():
+            path, split = Path(head), tail
+    if path.is_dir():
+        return str(path), _read_saved(path, split)
+    if path.is_file():
+        readers = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet}
+        if path.suffix.lower() not in readers:
+            raise DataError(f"{path}: unsupported file type {path.suffix!r}; supported: {', '.join(SUFFIXES)}")
+        return str(path), readers[path.suffix.lower()](path)
+    if path.suffix.lower() in SUFFIXES:  # clearly meant as a file: don't go to the hub
+        raise DataError(
+            f"{source}: file not found (looked at {path.resolve()}); fix the path "
+            f"(relative paths resolve against the job file's folder)"
+        )
+    return source, _read_hub(source, path)
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for i, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text.rstrip())  # so a truncated line reports its own column
+            except json.JSONDecodeError as e:
+                is_array = text.lstrip().startswith("[")
+                hint = " (a .json file must hold one object per line, JSON Lines)" if is_array else ""
+                yield str(i), i, f"bad JSON: {e.msg} at column {e.colno}{hint}"
+                continue
+            if not isinstance(row, dict):
+                yield str(i), i, f"expected a JSON object {{...}}, got {type(row).__name__}"
+                continue
+            yield str(i), i, row
+
+
+def _read_csv(path: Path) -> Iterator[tuple[str, int, Any]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        start = reader.line_num + 1
+        for row in reader:
+            i, start = start, reader.line_num + 1  # a quoted field may span lines: report where it starts
+            if None in row:
+                yield str(i), i, f"{len(header) + len(row[None])} values but the header has {len(header)} columns"
+            elif any(v is None for v in row.values()):
+                n = sum(v is not None for v in row.values())
+                yield str(i), i, f"{n} values but the header has {len(header)} columns"
+            else:
+                yield str(i), i, row
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[str, int, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as e:
+        raise DataError(f"{path}: cannot read as Parquet: {type(e).__name__}: {e}") from e
+    for i, row in enumerate(rows):
+        yield f"row {i}", i, row
+
+
+def _read_saved(path: Path, split: str | None) -> Iterator[tuple[str, int, Any]]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:
+        raise DataError(
+            f"{path}: a folder, but not one saved with datasets' save_to_disk ({type(e).__name__}: {e}); "
+            f"fix: point at a .jsonl/.csv/.parquet file or a save_to_disk folder"
+        ) from e
+    if isinstance(ds, datasets.DatasetDict):
+        ds = _pick_split(ds, split, str(path))
+    for i, row in enumerate(ds):
+        yield f"row {i}", i, row
+
+
+def _read_hub(source: str, path: Path) -> Iterator[tuple[str, int, Any]]:
+    import datasets
+
+    name, _, split = source.partition(":")
+    try:
+        ds = datasets.load_dataset(name, split=split or "train")
+    except Exception as e:
+        raise DataError(
+            f"{source}: no such file or folder (looked at {path.resolve()}), and no hub dataset could be "
+            f"loaded ({type(e).__name__}: {e}); fix: check the path (relative paths resolve against the job "
+            f"file's folder) or use a dataset name like \"name\" or \"name:split\""
+        ) from e
+    if isinstance(ds, datasets.DatasetDict):
+        ds = _pick_split(ds, split or None, source)
+    for i, row in enumerate(ds):
+        yield f"row {i}", i, row
+
+
+def _pick_split(ds: Any, split: str | None, label: str) -> Any:
+    if split is None and len(ds) == 1:
+        return next(iter(ds.values()))
+    split = split or "train"
+    if split not in ds:
+        raise DataError(f"{label}: no split {split!r}; splits: {', '.join(ds)}; fix: write \"{label}:<split>\"")
+    return ds[split]
+
+
+# --- row checks ------------------------------------------------------------------------------
+
+
+def _check_row(row: dict, required: Sequence[str], prompt_field: str | None) -> str | None:
+    fields = [*required, *([prompt_field] if prompt_field and prompt_field not in required else [])]
+    for name in fields:
+        if name not in row or row[name] is None:
+            present = ", ".join(repr(k) for k in row) or "none"
+            what = "missing" if name not in row else "null"
+            return f"{what} required field {name!r}; fields present: {present}"
+    if prompt_field:
+        return _check_prompt(row[prompt_field], prompt_field)
+    return None
+
+
+def _check_prompt(prompt: Any, field: str) -> str | None:
+    if isinstance(prompt, str):
+        return f"{field!r} is empty" if not prompt.strip() else None
+    if not isinstance(prompt, list):
+        return f"{field!r} must be a string or a list of chat messages, got {type(prompt).__name__} {prompt!r:.60}"
+    if not prompt:
+        return f"{field!r} is an empty list of messages"
+    for k, msg in enumerate(prompt):
+        where = f"{field!r} message {k}"
+        if not isinstance(msg, dict):
+            return f"{where}: expected {{\"role\": ..., \"content\": ...}}, got {type(msg).__name__} {msg!r:.60}"
+        if msg.get("role") not in ROLES:
+            return f"{where}: role {msg.get('role')!r} is not one of {', '.join(ROLES)}"
+        if not isinstance(msg.get("content"), str):
+            got = "missing" if "content" not in msg else f"{type(msg['content']).__name__} {msg['content']!r:.60}"
+            return f"{where}: content must be a string, got {got}"
+    return None

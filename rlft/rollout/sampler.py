@@ -1,0 +1,157 @@
+"""Samplers: prompts in, sampled tokens and the sampler's logprobs out.
+
+``HFSampler`` decodes a batch in-process with the model's KV cache. Prompts are left-padded
+so every row's next token sits in the last column; position ids come from the attention mask,
+so padding changes nothing. The logprob reported for a token is that of the temperature-scaled
+distribution before top-p/top-k truncation (the learner computes the same quantity); at
+temperature 0 (greedy) it is the plain model logprob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from rlft.types import StopReason
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Completion:
+    tokens: list[int]
+    logp: list[float]
+    text: str
+    stop_reason: StopReason
+
+
+class Sampler(Protocol):
+    version: int
+
+    def generate(
+        self, prompts: Sequence[list[int]], n: int, params: SamplingParams, generator: torch.Generator
+    ) -> list[list[Completion]]:
+        """``n`` completions for each prompt, as ``completions_P_G``."""
+        ...
+
+
+def filter_logits(logits_BV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Set logits outside the top-k / nucleus (Holtzman et al. 2019) to -inf."""
+    if top_k > 0 and top_k < logits_BV.shape[-1]:
+        kth = torch.topk(logits_BV, top_k, dim=-1).values[:, -1:]
+        logits_BV = logits_BV.masked_fill(logits_BV < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_BV, idx_BV = torch.sort(logits_BV, descending=True, dim=-1)
+        probs_BV = sorted_BV.softmax(-1)
+        # drop a token when the mass before it already reaches top_p (the first always stays)
+        drop_BV = probs_BV.cumsum(-1) - probs_BV >= top_p
+        drop_BV = drop_BV.scatter(-1, idx_BV, drop_BV)
+        logits_BV = logits_BV.masked_fill(drop_BV, float("-inf"))
+    return logits_BV
+
+
+class HFSampler:
+    """Batched sampling from a transformers causal LM that shares its module with the learner
+    (so weight sync is a no-op; ``version`` still counts updates, DESIGN.md §4 step 2)."""
+
+    def __init__(self, model, tokenizer, version: int = 0):
+        self.model, self.tokenizer, self.version = model, tokenizer, version
+
+    @torch.no_grad()
+    def generate(
+        self, prompts: Sequence[list[int]], n: int, params: SamplingParams, generator: torch.Generator
+    ) -> list[list[Completion]]:
+        rows = [list(p) for p in prompts for _ in range(n)]
+        out = self._decode(rows, params, generator)
+        return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _decode(self, rows: list[list[int]], params: SamplingParams, generator) -> list[Completion]:
+        model, tok = self.model, self.tokenizer
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        B, width = len(rows), max(len(r) for r in rows)
+        pad = tok.pad_token_id
+        input_ids_BT = torch.full((B, width), pad, dtype=torch.long)
+        mask_BT = torch.zeros((B, width), dtype=torch.long)
+        for b, r in enumerate(rows):
+            input_ids_BT[b, width - len(r) :] = torch.tensor(r)
+            mask_BT[b, width - len(r) :] = 1
+        input_ids_BT, mask_BT = input_ids_BT.to(device), mask_BT.to(device)
+        pos_BT = (mask_BT.cumsum(-1) - 1).clamp(min=0)
+
+        eos_ids = torch.tensor(_eos_ids(model, tok), device=device)
+        tokens_BN = torch.empty((B, 0), dtype=torch.long, device=device)
+        logp_BN = torch.empty((B, 0), dtype=torch.float32, device=device)
+        done_B = torch.zeros(B, dtype=torch.bool, device=device)
+        length_B = torch.zeros(B, dtype=torch.long, device=device)  # tokens each row sampled
+        reason: list[StopReason] = ["length"] * B
+        cache = None
+        step_ids_BT, step_pos_BT = input_ids_BT, pos_BT
+        for _ in range(params.max_new_tokens):
+            out = model(
+                input_ids=step_ids_BT,
+                attention_mask=mask_BT,
+                position_ids=step_pos_BT,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            logits_BV = out.logits[:, -1, :].float()
+            if params.temperature == 0:
+                next_B = logits_BV.argmax(-1)
+                logp_all_BV = logits_BV.log_softmax(-1)
+            else:
+                logits_BV = logits_BV / params.temperature
+                logp_all_BV = logits_BV.log_softmax(-1)
+                probs_BV = filter_logits(logits_BV, params.top_k, params.top_p).softmax(-1)
+                next_B = torch.multinomial(probs_BV.cpu(), 1, generator=generator).squeeze(-1).to(device)
+            next_B = torch.where(done_B, torch.full_like(next_B, pad), next_B)
+            length_B += (~done_B).long()
+            tokens_BN = torch.cat([tokens_BN, next_B[:, None]], dim=1)
+            logp_BN = torch.cat([logp_BN, logp_all_BV.gather(-1, next_B[:, None])], dim=1)
+            hit_eos_B = torch.isin(next_B, eos_ids) & ~done_B
+            for b in hit_eos_B.nonzero().flatten().tolist():
+                reason[b] = "eos"
+            done_B |= hit_eos_B
+            if params.stop:
+                for b in (~done_B).nonzero().flatten().tolist():
+                    tail = tok.decode(tokens_BN[b, -16:].tolist())
+                    if any(s in tail for s in params.stop):
+                        done_B[b], reason[b] = True, "stop"
+            if bool(done_B.all()):
+                break
+            step_ids_BT = next_B[:, None]
+            step_pos_BT = step_pos_BT[:, -1:] + 1
+            mask_BT = torch.cat([mask_BT, torch.ones((B, 1), dtype=mask_BT.dtype, device=device)], dim=1)
+        model.train(was_training)
+
+        completions = []
+        for b, n in enumerate(length_B.tolist()):
+            toks = tokens_BN[b, :n].tolist()
+            completions.append(
+                Completion(
+                    tokens=toks,
+                    logp=logp_BN[b, :n].tolist(),
+                    text=tok.decode(toks, skip_special_tokens=True),
+                    stop_reason=reason[b],
+                )
+            )
+        return completions
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))
