@@ -102,10 +102,10 @@ class HFSampler:
                 input_ids=step_ids_BT,
                 attention_mask=mask_BT,
                 position_ids=step_pos_BT,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
-            cache = out.past_key_values
+            cache = out.cache
             logits_BV = out.logits[:, -1, :].float()
             if params.temperature == 0:
                 next_B = logits_BV.argmax(-1)
