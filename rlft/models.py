@@ -203,5 +203,3 @@ def model_summary(model) -> dict:
     return {"parameters": n_total, "trainable_parameters": n_train}
 
 
-def write_json(path: str | Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2) + "\n")

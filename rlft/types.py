@@ -58,3 +58,30 @@ class Group:
 
     trajectories_G: list[Trajectory]
     item: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """Padded tensors for the learner (right-padded; position ids come from the mask).
+
+    ``loss_mask_BT`` is the trajectories' ``sampled_mask`` and nothing else. ``adv_BT`` is (B, 1)
+    for sequence-level advantages. ``sampler_logp_BT`` is what the sampler reported (for the
+    sampler-vs-learner gap); ``old_logp_BT`` / ``ref_logp_BT`` are filled by the loop when used.
+    """
+
+    input_ids_BT: Any
+    attention_mask_BT: Any
+    loss_mask_BT: Any
+    adv_BT: Any
+    sampler_logp_BT: Any
+    old_logp_BT: Any = None
+    ref_logp_BT: Any = None
+
+    def __len__(self) -> int:
+        return self.input_ids_BT.shape[0]
+
+    def slice(self, start: int, stop: int) -> "Batch":
+        return Batch(**{k: None if v is None else v[start:stop] for k, v in vars(self).items()})
+
+    def to(self, device) -> "Batch":
+        return Batch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})

@@ -1,0 +1,62 @@
+"""Held-out evaluation: mean reward, pass@1 and pass@k.
+
+An attempt *passes* when its reward is at least 1 (the grader fully accepts it). pass@k uses
+the unbiased estimator of Chen et al. 2021 (Codex): 1 - C(n - c, k) / C(n, k) with n samples
+of which c pass.
+"""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Sequence
+
+import torch
+
+from rlft.rewards.graders import Grader
+from rlft.rollout.runner import run_groups
+from rlft.rollout.sampler import Sampler, SamplingParams
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chance that at least one of k attempts drawn without replacement from n passes."""
+    assert 0 <= c <= n and 1 <= k <= n, f"need 0 <= c={c} <= n={n} and 1 <= k={k} <= n"
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def score(rewards_P_N: Sequence[Sequence[float]], k: int) -> dict[str, float]:
+    """Metrics over P prompts with N >= k rewards each."""
+    passes_P = [sum(r >= 1.0 for r in rewards) for rewards in rewards_P_N]
+    n = len(rewards_P_N[0])
+    out = {
+        "mean_reward": sum(sum(r) for r in rewards_P_N) / (len(rewards_P_N) * n),
+        "pass@1": sum(pass_at_k(n, c, 1) for c in passes_P) / len(passes_P),
+    }
+    if k > 1:
+        out[f"pass@{k}"] = sum(pass_at_k(n, c, k) for c in passes_P) / len(passes_P)
+    return out
+
+
+def evaluate(
+    sampler: Sampler,
+    items: Sequence[dict],
+    prompts: Sequence[list[int]],
+    grader: Grader,
+    params: SamplingParams,
+    samples: int,
+    seed: int,
+    batch_prompts: int = 64,
+) -> dict[str, float]:
+    """Score ``samples`` attempts at every prompt; greedy when params.temperature == 0."""
+    generator = torch.Generator().manual_seed(seed)
+    rewards_P_N, errored = [], 0
+    for start in range(0, len(items), batch_prompts):
+        groups, _ = run_groups(
+            sampler, items[start : start + batch_prompts], prompts[start : start + batch_prompts],
+            grader, samples, params, generator,
+        )
+        for g in groups:
+            rewards_P_N.append([t.reward for t in g.trajectories_G])
+            errored += sum(t.errored for t in g.trajectories_G)
+    return {**score(rewards_P_N, samples), "errored": float(errored)}

@@ -1,0 +1,99 @@
+"""The learner's side of a step, shared by the RL and SFT loops (DESIGN.md §4 steps 7-9).
+
+One optimizer step = the loss over micro-batches, normalised by a token count computed once
+for the whole step (so gradient accumulation is exact), gradient clipping, and a skipped update
+when the gradient is not finite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from rlft.algos.logprobs import sequence_logprobs
+from rlft.algos.losses import Norm, policy_loss
+from rlft.config import OptimConfig
+from rlft.types import Batch
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What ``policy_loss`` needs beyond the tensors. The defaults are SFT's."""
+
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    aggregation: str = "token_mean"
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    temperature: float = 1.0  # the sampler's, so learner and sampler logprobs agree
+    max_tokens: int = 1  # the generation budget, for the Dr. GRPO constant normaliser
+
+
+def make_optimizer(model, cfg: OptimConfig):
+    """AdamW over the trainable parameters, with linear warmup then constant rate."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(cfg.warmup_steps, 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    return optimizer, scheduler
+
+
+def micro_batches(batch: Batch, size: int):
+    size = size or len(batch)
+    for start in range(0, len(batch), size):
+        yield batch.slice(start, start + size)
+
+
+@torch.no_grad()
+def fill_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float) -> torch.Tensor:
+    """Logprobs of ``batch`` under ``model`` without gradients, (B, T)."""
+    parts = [
+        sequence_logprobs(model, mb.input_ids_BT, mb.attention_mask_BT, temperature)[0]
+        for mb in micro_batches(batch, micro_batch_size)
+    ]
+    return torch.cat(parts)
+
+
+def update(model, optimizer, scheduler, batch: Batch, loss: LossSettings, optim: OptimConfig) -> dict:
+    """One optimizer step on ``batch``; returns metrics (loss, grad_norm, entropy, skipped...)."""
+    device = next(model.parameters()).device
+    norm = Norm.of(batch.loss_mask_BT, loss.max_tokens)
+    totals = {"loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "kl": 0.0, "logp_gap": 0.0}
+    n_tokens = float(batch.loss_mask_BT.sum().clamp(min=1))
+    for mb in micro_batches(batch, optim.micro_batch_size):
+        mb = mb.to(device)
+        logp_BT, ent_BT = sequence_logprobs(
+            model, mb.input_ids_BT, mb.attention_mask_BT, loss.temperature, with_entropy=True
+        )
+        value, metrics = policy_loss(
+            logp_BT,
+            mb.adv_BT,
+            mb.loss_mask_BT,
+            norm,
+            old_logp_BT=mb.old_logp_BT,
+            clip_low=loss.clip_low,
+            clip_high=loss.clip_high,
+            aggregation=loss.aggregation,
+            ref_logp_BT=mb.ref_logp_BT,
+            kl_coef=loss.kl_coef,
+            kl_estimator=loss.kl_estimator,
+        )
+        value.backward()
+        # token-weighted sums of this micro-batch's masked means -> step means
+        w = float(mb.loss_mask_BT.sum()) / n_tokens
+        totals["loss"] += float(value.detach())
+        totals["entropy"] += float((ent_BT * mb.loss_mask_BT).sum()) / n_tokens
+        gap_BT = (logp_BT.detach() - mb.sampler_logp_BT).abs() * mb.loss_mask_BT
+        totals["logp_gap"] += float(gap_BT.sum()) / n_tokens
+        for k, v in metrics.items():
+            totals[k] += float(v) * w
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm or float("inf")))
+    skipped = not math.isfinite(grad_norm) or not math.isfinite(totals["loss"])
+    if not skipped:
+        optimizer.step()
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {**totals, "grad_norm": grad_norm, "skipped_update": float(skipped), "lr": scheduler.get_last_lr()[0]}

@@ -1,0 +1,163 @@
+"""On-policy RL for language models, top to bottom (DESIGN.md §4).
+
+Each step: take P prompts, sample G attempts at each, grade them, turn rewards into
+advantages within each group, and push the policy toward the better attempts with the same
+loss the SFT loop uses (``-adv·logp`` per sampled token; PPO-clip when a batch is reused).
+
+How this departs from the papers, on purpose:
+1. No KL penalty by default (``algorithm.kl_coef = 0``; DAPO, Dr. GRPO): no reference model is
+   loaded unless it is switched on, and then the k1/k2/k3 estimators are available.
+2. Token-level normalisation by default (``aggregation = "token_mean"``, DAPO), computed once per
+   step so micro-batching is exact; "seq_mean" (the GRPO paper) and "dr_grpo" are one key away.
+3. Asymmetric clipping, clip-higher (DAPO), used only when ``updates_per_batch > 1``; with one
+   update per batch the ratio is identically 1 and the loss is plain REINFORCE with a baseline.
+4. Attempts whose advantage is 0 are dropped before the update by default
+   (``drop_zero_advantage``): zero-variance groups and, for expert iteration, rejected attempts.
+   They would add no policy gradient, only dilute the token normaliser.
+5. An attempt whose grader raised is masked out, counted and logged, never scored 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import torch
+
+from rlft import checkpoint
+from rlft.algos.advantages import ADVANTAGES, group_stats
+from rlft.config import Job
+from rlft.data import DataError, collate, load_items
+from rlft.learner import LossSettings, fill_logprobs, make_optimizer, update
+from rlft.models import encode_prompt, load_model, pick_dtype
+from rlft.progress import Progress
+from rlft.rollout.runner import run_groups
+from rlft.rollout.sampler import SamplingParams
+from rlft.run import finish, item_order, model_path, periodic, start, step_generator
+
+
+def encode_prompts(job: Job, items: list[dict], tokenizer) -> list[list[int]]:
+    """Prompt token ids; a prompt that leaves no room to answer within model.max_length is an
+    error naming its file and line."""
+    prompts, errors = [], []
+    room = job.model.max_length - job.sampling.max_new_tokens
+    for item in items:
+        ids = encode_prompt(tokenizer, item[job.data.prompt])
+        if len(ids) > room:
+            errors.append(
+                f"{item['_source']}:{item['_line']}: prompt is {len(ids)} tokens; with "
+                f"sampling.max_new_tokens = {job.sampling.max_new_tokens} it must be at most {room} "
+                f"(model.max_length = {job.model.max_length})"
+            )
+        prompts.append(ids)
+    if errors:
+        raise DataError("\n".join(errors[: job.data.max_errors]), errors)
+    return prompts
+
+
+def train(job: Job) -> dict:
+    algo, sampling = job.algorithm, job.sampling
+    P, G = algo.prompts_per_step, algo.group_size
+    items = load_items(
+        job.data.train, required=[job.data.prompt], prompt_field=job.data.prompt,
+        base_dir=job.base_dir, max_errors=job.data.max_errors,
+    )
+    run = start(job)
+    prompts = encode_prompts(job, items, run.tokenizer)
+    reference = None
+    if algo.kl_coef > 0:
+        path = model_path(job, run.out)
+        reference = load_model(path, device=run.device, dtype=pick_dtype(job.model.dtype, run.device), trainable=False)
+    optimizer, scheduler = make_optimizer(run.model, job.optim)
+    first = 0
+    if (ckpt := checkpoint.latest(run.out)) is not None:
+        state = checkpoint.load(ckpt, run.model, optimizer, scheduler)
+        first, run.sampler.version = state["step"], state["sampler_version"]
+
+    advantages = ADVANTAGES[algo.name]
+    params = SamplingParams(
+        sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k, tuple(sampling.stop)
+    )
+    loss = LossSettings(
+        clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation,
+        kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
+        temperature=sampling.temperature or 1.0, max_tokens=sampling.max_new_tokens,
+    )
+    with Progress(job.optim.steps, job.algorithm.name, enabled=job.run.progress, start=first) as bar:
+        for step in range(first + 1, job.optim.steps + 1):
+            t_step = time.perf_counter()
+            # 1-3. P problems, G attempts each, from a sampler holding the learner's weights
+            assert run.sampler.version == step - 1, (
+                f"stale sampler: weights version {run.sampler.version}, learner at {step - 1}"
+            )
+            idx = [item_order(len(items), job.run.seed, pos) for pos in range((step - 1) * P, step * P)]
+            groups, times = run_groups(
+                run.sampler, [items[i] for i in idx], [prompts[i] for i in idx], run.grader, G, params,
+                step_generator(job.run.seed, step),
+            )
+            trajectories = [t for g in groups for t in g.trajectories_G]
+
+            # 4-5. rewards -> advantages within each group; errored attempts excluded
+            rewards_P_G = torch.tensor([[t.reward for t in g.trajectories_G] for g in groups])
+            valid_P_G = torch.tensor([[not t.errored for t in g.trajectories_G] for g in groups])
+            adv_P_G = advantages(rewards_P_G, valid_P_G=valid_P_G)
+            keep_B = valid_P_G.flatten()
+            if algo.drop_zero_advantage:
+                keep_B &= adv_P_G.flatten() != 0
+            kept = [t for t, k in zip(trajectories, keep_B.tolist()) if k]
+
+            # 6-9. collate, old/reference logprobs, the update(s)
+            t_learn = time.perf_counter()
+            metrics = {}
+            if kept:
+                batch = collate(kept, adv_P_G.flatten()[keep_B].tolist(), run.tokenizer.pad_token_id)
+                if algo.updates_per_batch > 1:
+                    batch.old_logp_BT = fill_logprobs(run.model, batch, job.optim.micro_batch_size, loss.temperature)
+                if reference is not None:
+                    batch.ref_logp_BT = fill_logprobs(reference, batch, job.optim.micro_batch_size, loss.temperature)
+                for _ in range(algo.updates_per_batch):
+                    metrics = update(run.model, optimizer, scheduler, batch, loss, job.optim)
+            # 10. the sampler shares the module: syncing is a no-op, the version still counts
+            run.sampler.version += 1
+
+            # 11. log
+            metrics |= step_metrics(trajectories, rewards_P_G, valid_P_G, len(kept), time.perf_counter() - t_step)
+            metrics |= times | {"time/learn": time.perf_counter() - t_learn}
+            run.tracker.log(step, metrics)
+            run.tracker.log_samples(step, transcripts(groups, adv_P_G, job.run.log_samples))
+            state = {"sampler_version": run.sampler.version, "data_position": step * P}
+            metrics |= periodic(run, step, state, optimizer, scheduler)
+            bar.update(step, metrics)
+    return finish(run, job.optim.steps, {"kind": "rl", "algorithm": algo.name, "steps": job.optim.steps})
+
+
+def step_metrics(trajectories, rewards_P_G, valid_P_G, n_kept: int, seconds: float) -> dict[str, float]:
+    lengths = [sum(t.sampled_mask_T) for t in trajectories]
+    stops = Counter(t.stop_reason for t in trajectories)
+    valid = valid_P_G.flatten()
+    passed = (rewards_P_G.flatten()[valid] >= 1.0).float()
+    return {
+        **{k: float(v) for k, v in group_stats(rewards_P_G, valid_P_G).items()},
+        "pass_rate": float(passed.mean()) if len(passed) else 0.0,
+        "kept_sequences": float(n_kept),
+        "completion_len_mean": sum(lengths) / len(lengths),
+        "completion_len_max": float(max(lengths)),
+        **{f"stop/{k}": v / len(trajectories) for k, v in stops.items()},
+        "tokens_per_second": sum(lengths) / seconds,
+        "time/step": seconds,
+    }
+
+
+def transcripts(groups, adv_P_G, n: int) -> list[dict]:
+    """The first ``n`` attempts of the step, for samples.jsonl."""
+    out = []
+    for p, g in enumerate(groups):
+        for i, t in enumerate(g.trajectories_G):
+            if len(out) == n:
+                return out
+            prompt = {k: v for k, v in g.item.items() if not k.startswith("_")}
+            out.append({
+                "item": prompt, "completion": t.text, "reward": t.reward, "advantage": float(adv_P_G[p, i]),
+                "stop_reason": t.stop_reason, **t.metadata,
+            })
+    return out

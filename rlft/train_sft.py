@@ -1,0 +1,73 @@
+"""Supervised fine-tuning: imitation on the RL loss machinery.
+
+Next-token prediction is RL with one-token episodes: a demonstration's reply tokens are
+"sampled" by the demonstrator (``sampled_mask`` = 1), every one gets advantage 1, and the
+policy-gradient loss ``-adv·logp`` is then exactly the negative log-likelihood. So this loop is
+DESIGN.md §4 steps 6, 8, 9 and 11 of the RL loop, fed with demonstrations instead of attempts.
+"""
+
+from __future__ import annotations
+
+from rlft import checkpoint
+from rlft.config import Job
+from rlft.data import DataError, collate, load_items
+from rlft.learner import LossSettings, make_optimizer, update
+from rlft.models import encode_completion, encode_prompt
+from rlft.progress import Progress
+from rlft.run import finish, item_order, periodic, start
+from rlft.types import Trajectory
+
+
+def demonstrations(job: Job, items: list[dict], tokenizer) -> list[Trajectory]:
+    """One trajectory per demonstration: prompt tokens masked out, reply tokens trained."""
+    out, errors = [], []
+    for item in items:
+        prompt_T = encode_prompt(tokenizer, item[job.data.prompt])
+        reply_T = encode_completion(tokenizer, item[job.data.completion])
+        if len(prompt_T) + len(reply_T) > job.model.max_length:
+            errors.append(
+                f"{item['_source']}:{item['_line']}: prompt + completion is "
+                f"{len(prompt_T) + len(reply_T)} tokens, over model.max_length = {job.model.max_length}"
+            )
+            continue
+        out.append(
+            Trajectory(
+                tokens_T=prompt_T + reply_T,
+                sampled_mask_T=[0] * len(prompt_T) + [1] * len(reply_T),
+                sampler_logp_T=[0.0] * (len(prompt_T) + len(reply_T)),
+                reward=1.0,
+                text=tokenizer.decode(reply_T, skip_special_tokens=True),
+            )
+        )
+    if errors:
+        raise DataError("\n".join(errors[: job.data.max_errors]), errors)
+    return out
+
+
+def train(job: Job) -> dict:
+    items = load_items(
+        job.data.train,
+        required=[job.data.prompt, job.data.completion],
+        prompt_field=job.data.prompt,
+        base_dir=job.base_dir,
+        max_errors=job.data.max_errors,
+    )
+    run = start(job)
+    examples = demonstrations(job, items, run.tokenizer)
+    optimizer, scheduler = make_optimizer(run.model, job.optim)
+    first = 0
+    if (ckpt := checkpoint.latest(run.out)) is not None:
+        first = checkpoint.load(ckpt, run.model, optimizer, scheduler)["step"]
+    loss = LossSettings()  # advantage 1, on-policy form: the NLL
+    bs = job.optim.batch_size
+    with Progress(job.optim.steps, "sft", enabled=job.run.progress, start=first) as bar:
+        for step in range(first + 1, job.optim.steps + 1):
+            idx = [item_order(len(examples), job.run.seed, pos) for pos in range((step - 1) * bs, step * bs)]
+            batch = collate([examples[i] for i in idx], [1.0] * bs, run.tokenizer.pad_token_id)
+            metrics = update(run.model, optimizer, scheduler, batch, loss, job.optim)
+            metrics["tokens"] = float(batch.loss_mask_BT.sum())
+            metrics["epoch"] = step * bs / len(examples)
+            run.tracker.log(step, metrics)
+            metrics |= periodic(run, step, {"data_position": step * bs}, optimizer, scheduler)
+            bar.update(step, metrics)
+    return finish(run, job.optim.steps, {"kind": "sft", "steps": job.optim.steps, "examples": len(examples)})
