@@ -18,7 +18,7 @@ from rlft import checkpoint
 from rlft.config import Job, job_to_toml
 from rlft.data import load_items
 from rlft.eval import evaluate
-from rlft.models import build_tiny_model, encode_prompt, load_model, load_tokenizer, pick_device, pick_dtype, save_final
+from rlft.models import build_tiny_model, check_model_dir, encode_prompt, load_model, load_tokenizer, pick_device, pick_dtype, save_final
 from rlft.rewards.graders import Grader, make_grader
 from rlft.rollout.sampler import HFSampler, SamplingParams
 from rlft.track import Tracker
@@ -82,6 +82,7 @@ def start(job: Job) -> Run:
     torch.manual_seed(job.run.seed)
     device = pick_device(job.run.device)
     path = model_path(job, out)
+    check_model_dir(path)
     tokenizer = load_tokenizer(path)
     lora = None if job.model.lora is None else vars(job.model.lora)
     model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), lora=lora)

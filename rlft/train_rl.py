@@ -103,7 +103,7 @@ def train(job: Job) -> dict:
             adv_P_G = advantages(rewards_P_G, valid_P_G=valid_P_G)
             keep_B = valid_P_G.flatten()
             if algo.drop_zero_advantage:
-                keep_B &= adv_P_G.flatten() != 0
+                keep_B = keep_B & (adv_P_G.flatten() != 0)  # not &=: flatten() is a view
             kept = [t for t, k in zip(trajectories, keep_B.tolist()) if k]
 
             # 6-9. collate, old/reference logprobs, the update(s)
