@@ -143,6 +143,8 @@ class OptimConfig:
     """Optimizer steps to run."""
     warmup_steps: int = 0
     """Linear warmup steps."""
+    schedule: str = "constant"
+    """Learning rate after warmup, a key of rlft.learner.SCHEDULES: constant | linear | cosine (to 0 at the last step)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -242,33 +244,36 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def _table(module: str, name: str) -> Callable[[], list[str]]:
+    """The keys of ``module.name``, imported when first needed (the algos pull in torch)."""
+
+    def keys() -> list[str]:
+        import importlib
+
+        return list(getattr(importlib.import_module(module), name))
+
+    return keys
+
+
+# "section.key" -> (what it is, its valid names); fields that pick from a table
+_CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
+    "model.dtype": ("dtype", lambda: ["auto", "float32", "bfloat16", "float16"]),
+    "run.device": ("device", lambda: ["auto", "cpu", "cuda"]),
+    "algorithm.name": ("algorithm", _table("rlft.algos.advantages", "ADVANTAGES")),
+    "algorithm.kl_estimator": ("KL estimator", _table("rlft.algos.losses", "KL_ESTIMATORS")),
+    "algorithm.aggregation": ("aggregation", _table("rlft.algos.losses", "AGGREGATIONS")),
+    "optim.schedule": ("learning-rate schedule", _table("rlft.learner", "SCHEDULES")),
+    "grader.type": ("grader type", _table("rlft.rewards.graders", "GRADERS")),
+    "grader.normalize": ("normalize option", _table("rlft.rewards.graders", "NORMALIZERS")),
+}
+
+
 def _choices(name: str) -> tuple[str, list[str]] | None:
-    """(what it is, valid names) for fields that pick from a table; imported here, not at the top."""
-    if name == "model.dtype":
-        return "dtype", ["auto", "float32", "bfloat16", "float16"]
-    if name == "run.device":
-        return "device", ["auto", "cpu", "cuda"]
-    if name == "algorithm.name":
-        from rlft.algos.advantages import ADVANTAGES
-
-        return "algorithm", list(ADVANTAGES)
-    if name == "algorithm.kl_estimator":
-        from rlft.algos.losses import KL_ESTIMATORS
-
-        return "KL estimator", list(KL_ESTIMATORS)
-    if name == "algorithm.aggregation":
-        from rlft.algos.losses import AGGREGATIONS
-
-        return "aggregation", list(AGGREGATIONS)
-    if name == "grader.type":
-        from rlft.rewards.graders import GRADERS
-
-        return "grader type", list(GRADERS)
-    if name == "grader.normalize":
-        from rlft.rewards.graders import NORMALIZERS
-
-        return "normalize option", list(NORMALIZERS)
-    return None
+    """(what it is, valid names) for fields that pick from a table."""
+    if name not in _CHOICES:
+        return None
+    what, keys = _CHOICES[name]
+    return what, keys()
 
 
 def _did_you_mean(bad: str, valid: Sequence[str]) -> str:

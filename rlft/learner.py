@@ -31,12 +31,36 @@ class LossSettings:
     max_tokens: int = 1  # the generation budget, for the Dr. GRPO constant normaliser
 
 
+def constant(progress: float) -> float:
+    return 1.0
+
+
+def linear(progress: float) -> float:
+    return 1.0 - progress
+
+
+def cosine(progress: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# after warmup: the learning-rate multiplier as a function of progress in [0, 1]
+SCHEDULES = {"constant": constant, "linear": linear, "cosine": cosine}
+
+
+def lr_multiplier(step: int, cfg: OptimConfig) -> float:
+    """Multiplier of ``cfg.lr`` for optimizer step ``step`` (0-based): linear warmup over
+    ``warmup_steps``, then ``SCHEDULES[cfg.schedule]`` decaying toward the last step."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    return SCHEDULES[cfg.schedule](min((step - cfg.warmup_steps) / span, 1.0))
+
+
 def make_optimizer(model, cfg: OptimConfig):
-    """AdamW over the trainable parameters, with linear warmup then constant rate."""
+    """AdamW over the trainable parameters, with the warmup and schedule of ``cfg``."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(cfg.warmup_steps, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, cfg))
     return optimizer, scheduler
 
 

@@ -102,3 +102,15 @@ def test_long_prompt_is_reported_with_its_line(data_dir, tiny_dir, tmp_path):
     with pytest.raises(DataError, match=r"long.jsonl:2: prompt is \d+ tokens"):
         train_rl.train(job(data_dir, tiny_dir, tmp_path / "r", f"data.train={tmp_path / 'long.jsonl'}",
                            "model.max_length=64"))
+
+
+def test_lora_trains_adapters_and_saves_a_merged_model(data_dir, tiny_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    train_sft.train(job(data_dir, tiny_dir, tmp_path / "r", "model.lora={ rank = 4, alpha = 8 }", "optim.steps=2"))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "r" / "final")
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert (tmp_path / "r" / "final" / "adapter" / "adapter_config.json").exists()
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    moved = [n for n, p in merged.named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])]
+    assert moved and all("proj" in n for n in moved), "only adapted linear layers change"

@@ -79,3 +79,15 @@ def test_run_groups_builds_masked_trajectories():
     assert t1.errored and t1.metadata["error"] == "ValueError: bad"
     assert not t2.errored and t2.reward == 0.0 and t2.metadata["version"] == 3
     assert set(times) == {"time/sample", "time/reward"} and all(math.isfinite(v) for v in times.values())
+
+
+def test_lr_schedules_by_hand():
+    from rlft.config import OptimConfig
+    from rlft.learner import lr_multiplier
+
+    cfg = OptimConfig(steps=12, warmup_steps=2, schedule="linear")
+    # warmup: 1/2, 2/2; then 1 - (s - 2) / 10
+    assert [lr_multiplier(s, cfg) for s in (0, 1, 2, 7, 12)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    cfg = OptimConfig(steps=10, warmup_steps=0, schedule="cosine")
+    assert lr_multiplier(5, cfg) == pytest.approx(0.5) and lr_multiplier(10, cfg) == pytest.approx(0.0)
+    assert lr_multiplier(7, OptimConfig(steps=10)) == 1.0
