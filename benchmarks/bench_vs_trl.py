@@ -30,10 +30,22 @@ import sys
 import time
 from pathlib import Path
 
-# The benchmark runs each trainer on 2 threads; set before torch is imported.
-THREADS = 2
-os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
-os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
+
+
+def _threads_from_argv(argv: list[str], default: int = 2) -> int:
+    """--threads, read before torch is imported so OpenMP starts with that many."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return default
+
+
+# Each trainer runs on THREADS torch threads (2 by default); set before torch is imported.
+THREADS = _threads_from_argv(sys.argv[1:])
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+os.environ["MKL_NUM_THREADS"] = str(THREADS)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
@@ -51,7 +63,7 @@ MODEL = dict(  # ~3.1M parameters with the 320-token tokenizer (embeddings tied)
     num_attention_heads=4,
     num_key_value_heads=4,
 )
-SFT = dict(steps=300, batch_size=64, lr=3e-3, warmup_steps=50)
+SFT = dict(steps=300, batch_size=64, lr=1e-3, warmup_steps=50)
 P, G = 4, 8  # prompts per step, samples per prompt -> 32 completions per optimizer step
 MAX_NEW_TOKENS = 12
 TEMPERATURE = 1.0
@@ -393,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=5, help="held-out eval every N steps (untimed)")
     ap.add_argument("--gain", type=float, default=0.10, help="accuracy gain over the start for time-to-accuracy")
     ap.add_argument("--sft-steps", type=int, default=SFT["steps"], help="SFT steps of the preparation")
+    ap.add_argument("--threads", type=int, default=THREADS, help="torch threads for every phase (default 2)")
     ap.add_argument("--fresh", action="store_true", help="rebuild data, model and SFT even if cached")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
@@ -410,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     t_all = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        log(f"[machine] warning: load average {load_before:.1f} before starting; other processes share the "
+            f"CPU cores and the timings will be slower and noisier than on an idle machine")
     prep = prepare(work, args.sft_steps, args.fresh)
     from transformers import AutoModelForCausalLM
 
@@ -435,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         with logfile.open("w") as fh:
             proc = subprocess.run(
                 [sys.executable, __file__, "--only", name, "--steps", str(args.steps), "--out", str(out),
-                 "--eval-every", str(args.eval_every)],
+                 "--eval-every", str(args.eval_every), "--threads", str(THREADS)],
                 stdout=fh, stderr=subprocess.STDOUT,
             )
         res_file = out / f"{name}.json"
@@ -473,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
                      "temperature": TEMPERATURE, "lr": LR, "threads": THREADS, "eval_every": args.eval_every,
                      "gain": args.gain, "model": MODEL, "parameters": params, "sft": prep["settings"]["sft"]},
         "machine_matmul_flops": peak,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
         "start_accuracy": prep["start_accuracy"],
         "summary": summary,
         "trl_over_rlft_step_seconds": ratio,

@@ -77,3 +77,15 @@ def test_sequence_logprobs_padding_invariant(left):
         torch.testing.assert_close(logp_BT[b][real], ref_logp[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(ent_BT[b][real], ref_ent[0], atol=1e-5, rtol=0)
     assert ent_BT is not None and sequence_logprobs(model, ids, mask)[1] is None
+
+
+def test_chunking_does_not_change_values(monkeypatch):
+    import rlft.algos.logprobs as lp
+
+    torch.manual_seed(0)
+    logits_BTV, targets_BT = torch.randn(5, 7, 11), torch.randint(0, 11, (5, 7))
+    whole = lp.token_logprobs(logits_BTV, targets_BT), lp.entropy(logits_BTV)
+    monkeypatch.setattr(lp, "CHUNK_ELEMENTS", 2 * 7 * 11)  # two rows at a time, last chunk one row
+    chunked = lp.token_logprobs(logits_BTV, targets_BT), lp.entropy(logits_BTV)
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -12,41 +12,53 @@ import torch
 from torch import Tensor
 
 
+# Rows of logits processed at once are capped at this many elements, so no full (B, T, V)
+# float32 copy is made for a large vocabulary while small models still run in one pass.
+CHUNK_ELEMENTS = 1 << 24
+
+
+def _row_chunks(logits_BTV: Tensor) -> int:
+    B, T, V = logits_BTV.shape
+    return max(1, min(B, CHUNK_ELEMENTS // max(T * V, 1)))
+
+
 def token_logprobs(logits_BTV: Tensor, targets_BT: Tensor, temperature: float = 1.0) -> Tensor:
     """``log_softmax(logits / temperature)`` gathered at ``targets``.
 
     logits_BTV: (B, T, V) any float dtype; targets_BT: (B, T) int64. Returns logp_BT (B, T) float32.
 
-    Computed as ``gather - logsumexp`` one sequence at a time in float32, so no full (B, T, V)
-    log-softmax (nor a full float32 copy of bf16 logits) is ever materialised — the same trick as
-    TRL's ``selective_log_softmax``. Autograd flows through.
+    Computed as ``gather - logsumexp`` in float32 over chunks of rows (``CHUNK_ELEMENTS``), so no
+    full (B, T, V) log-softmax of a large vocabulary is materialised — the trick of TRL's
+    ``selective_log_softmax`` — while a small model's batch is one vectorised pass.
+    Autograd flows through.
     """
     assert logits_BTV.dim() == 3, f"logits must be (B, T, V), got {tuple(logits_BTV.shape)}"
     assert targets_BT.shape == logits_BTV.shape[:2], (
         f"targets {tuple(targets_BT.shape)} do not match logits {tuple(logits_BTV.shape)}"
     )
     assert temperature > 0, f"temperature must be > 0, got {temperature}"
-    rows_T = []
-    for logits_TV, targets_T in zip(logits_BTV, targets_BT):
-        logits_TV = logits_TV.float() / temperature
-        picked_T = logits_TV.gather(-1, targets_T.long().unsqueeze(-1)).squeeze(-1)
-        rows_T.append(picked_T - torch.logsumexp(logits_TV, dim=-1))
-    return torch.stack(rows_T)
+    rows = _row_chunks(logits_BTV)
+    parts_BT = []
+    for logits_bTV, targets_bT in zip(logits_BTV.split(rows), targets_BT.split(rows)):
+        z_bTV = logits_bTV.float() / temperature
+        picked_bT = z_bTV.gather(-1, targets_bT.long().unsqueeze(-1)).squeeze(-1)
+        parts_BT.append(picked_bT - torch.logsumexp(z_bTV, dim=-1))
+    return torch.cat(parts_BT)
 
 
 def entropy(logits_BTV: Tensor, temperature: float = 1.0) -> Tensor:
     """Entropy of ``softmax(logits / temperature)`` at each position.
 
-    logits_BTV: (B, T, V). Returns ent_BT (B, T) float32, computed per sequence in float32 as
-    ``logsumexp(z) - sum(softmax(z) * z)``.
+    logits_BTV: (B, T, V). Returns ent_BT (B, T) float32, computed over chunks of rows in float32
+    as ``logsumexp(z) - sum(softmax(z) * z)``.
     """
     assert logits_BTV.dim() == 3, f"logits must be (B, T, V), got {tuple(logits_BTV.shape)}"
     assert temperature > 0, f"temperature must be > 0, got {temperature}"
-    rows_T = []
-    for logits_TV in logits_BTV:
-        z_TV = logits_TV.float() / temperature
-        rows_T.append(torch.logsumexp(z_TV, dim=-1) - (torch.softmax(z_TV, dim=-1) * z_TV).sum(-1))
-    return torch.stack(rows_T)
+    parts_BT = []
+    for logits_bTV in logits_BTV.split(_row_chunks(logits_BTV)):
+        z_bTV = logits_bTV.float() / temperature
+        parts_BT.append(torch.logsumexp(z_bTV, dim=-1) - (torch.softmax(z_bTV, dim=-1) * z_bTV).sum(-1))
+    return torch.cat(parts_BT)
 
 
 def sequence_logprobs(
@@ -90,7 +102,8 @@ def sequence_logprobs(
     # where, not multiply: logits at padding positions may be non-finite in some attention kernels.
     logp_BT = torch.where(valid_BT, logp_BT, 0.0)
     ent_BT = None
-    if with_entropy:
-        ent_BT = torch.cat([zeros_B1, entropy(pred_logits_BTV, temperature)], 1)
+    if with_entropy:  # a metric: no autograd graph
+        with torch.no_grad():
+            ent_BT = torch.cat([zeros_B1, entropy(pred_logits_BTV, temperature)], 1)
         ent_BT = torch.where(valid_BT, ent_BT, 0.0)
     return logp_BT, ent_BT
