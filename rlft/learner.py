@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlft.algos.logprobs import sequence_logprobs
+from rlft.algos.logprobs import prefix_logprobs
 from rlft.algos.losses import Norm, policy_loss
 from rlft.config import OptimConfig
 from rlft.types import Batch
@@ -64,19 +64,25 @@ def make_optimizer(model, cfg: OptimConfig):
     return optimizer, scheduler
 
 
-def micro_batches(batch: Batch, size: int):
+def micro_batches(batch: Batch, size: int, device):
     size = size or len(batch)
     for start in range(0, len(batch), size):
-        yield batch.slice(start, start + size)
+        yield batch.slice(start, start + size).to(device)
+
+
+def batch_logprobs(model, mb: Batch, temperature: float, with_entropy: bool = False):
+    """(logp_BT, ent_BT or None) of a micro-batch's continuations, each prefix run once."""
+    return prefix_logprobs(
+        model, mb.prefix_ids_PT, mb.prefix_mask_PT, mb.row_B, mb.input_ids_BT, mb.attention_mask_BT,
+        temperature, with_entropy,
+    )
 
 
 @torch.no_grad()
 def fill_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float) -> torch.Tensor:
-    """Logprobs of ``batch`` under ``model`` without gradients, (B, T)."""
-    parts = [
-        sequence_logprobs(model, mb.input_ids_BT, mb.attention_mask_BT, temperature)[0]
-        for mb in micro_batches(batch, micro_batch_size)
-    ]
+    """Logprobs of ``batch`` under ``model`` without gradients, (B, T), on the CPU."""
+    device = next(model.parameters()).device
+    parts = [batch_logprobs(model, mb, temperature)[0].cpu() for mb in micro_batches(batch, micro_batch_size, device)]
     return torch.cat(parts)
 
 
@@ -86,11 +92,8 @@ def update(model, optimizer, scheduler, batch: Batch, loss: LossSettings, optim:
     norm = Norm.of(batch.loss_mask_BT, loss.max_tokens)
     totals = {"loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "kl": 0.0, "logp_gap": 0.0}
     n_tokens = float(batch.loss_mask_BT.sum().clamp(min=1))
-    for mb in micro_batches(batch, optim.micro_batch_size):
-        mb = mb.to(device)
-        logp_BT, ent_BT = sequence_logprobs(
-            model, mb.input_ids_BT, mb.attention_mask_BT, loss.temperature, with_entropy=True
-        )
+    for mb in micro_batches(batch, optim.micro_batch_size, device):
+        logp_BT, ent_BT = batch_logprobs(model, mb, loss.temperature, with_entropy=True)
         value, metrics = policy_loss(
             logp_BT,
             mb.adv_BT,

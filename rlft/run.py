@@ -7,6 +7,7 @@ any model is loaded) and handed over in one ``Run``; the loops stay about the al
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from dataclasses import dataclass, field
@@ -93,13 +94,18 @@ def start(job: Job) -> Run:
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    perm = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(perm)
+    return tuple(perm)
+
+
 def item_order(n: int, seed: int, position: int) -> int:
     """The item at ``position`` in an endless stream of shuffled epochs: a pure function of
     (seed, position), so resuming at a position needs no saved iterator."""
     epoch, i = divmod(position, n)
-    perm = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(perm)
-    return perm[i]
+    return _epoch_order(n, seed, epoch)[i]
 
 
 def step_generator(seed: int, step: int, index: int = 0) -> torch.Generator:

@@ -62,13 +62,23 @@ class Group:
 
 @dataclass
 class Batch:
-    """Padded tensors for the learner (right-padded; position ids come from the mask).
+    """Padded tensors for the learner, with shared prefixes stored once.
 
-    ``loss_mask_BT`` is the trajectories' ``sampled_mask`` and nothing else. ``adv_BT`` is (B, 1)
-    for sequence-level advantages. ``sampler_logp_BT`` is what the sampler reported (for the
-    sampler-vs-learner gap); ``old_logp_BT`` / ``ref_logp_BT`` are filled by the loop when used.
+    Each trajectory is split into its *prefix* (the leading tokens the policy did not sample:
+    the prompt, or the first observation) and its *continuation*. Identical prefixes — the G
+    attempts at one prompt — are stored once in ``prefix_ids_PT`` (left-padded) and
+    ``row_B`` says which prefix each continuation extends; the learner runs each prefix once
+    (``rlft.algos.logprobs.prefix_logprobs``).
+
+    The continuation tensors are right-padded (B, T). ``loss_mask_BT`` is the trajectories'
+    ``sampled_mask`` and nothing else. ``adv_BT`` is (B, 1) for sequence-level advantages.
+    ``sampler_logp_BT`` is what the sampler reported (for the sampler-vs-learner gap);
+    ``old_logp_BT`` / ``ref_logp_BT`` are filled by the loop when used.
     """
 
+    prefix_ids_PT: Any
+    prefix_mask_PT: Any
+    row_B: Any
     input_ids_BT: Any
     attention_mask_BT: Any
     loss_mask_BT: Any
@@ -81,7 +91,11 @@ class Batch:
         return self.input_ids_BT.shape[0]
 
     def slice(self, start: int, stop: int) -> "Batch":
-        return Batch(**{k: None if v is None else v[start:stop] for k, v in vars(self).items()})
+        """Rows [start, stop), keeping only the prefixes they use."""
+        used_P, row_B = self.row_B[start:stop].unique(return_inverse=True)
+        fields = {k: None if v is None else v[start:stop] for k, v in vars(self).items()}
+        fields |= {"prefix_ids_PT": self.prefix_ids_PT[used_P], "prefix_mask_PT": self.prefix_mask_PT[used_P]}
+        return Batch(**{**fields, "row_B": row_B})
 
     def to(self, device) -> "Batch":
         return Batch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})

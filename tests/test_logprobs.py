@@ -89,3 +89,37 @@ def test_chunking_does_not_change_values(monkeypatch):
     chunked = lp.token_logprobs(logits_BTV, targets_BT), lp.entropy(logits_BTV)
     for a, b in zip(whole, chunked):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_prefix_logprobs_equal_full_sequences_in_value_and_gradient():
+    from rlft.algos.logprobs import prefix_logprobs
+
+    model = tiny_llama()
+    prefixes = [[3, 4, 5, 6], [7, 8]]
+    rows = [0, 0, 1, 0, 1]  # shared prefixes, uneven groups
+    conts = [[9, 10, 11], [12], [13, 14], [15, 16, 17], [18]]
+    full = [prefixes[r] + c for r, c in zip(rows, conts)]
+
+    # reference: each full sequence on its own, gradients of the summed continuation logprobs
+    ref_logp, ref_sum = [], 0.0
+    for r, c, seq in zip(rows, conts, full):
+        ids = torch.tensor([seq])
+        logp, _ = sequence_logprobs(model, ids, torch.ones_like(ids))
+        ref_logp.append(logp[0, len(prefixes[r]):])
+        ref_sum = ref_sum + logp[0, len(prefixes[r]):].sum()
+    ref_sum.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    Tp, T = max(map(len, prefixes)), max(map(len, conts))
+    prefix_ids = torch.tensor([[0] * (Tp - len(p)) + p for p in prefixes])  # left-padded
+    prefix_mask = torch.tensor([[0] * (Tp - len(p)) + [1] * len(p) for p in prefixes])
+    ids = torch.tensor([c + [0] * (T - len(c)) for c in conts])  # right-padded
+    mask = torch.tensor([[1] * len(c) + [0] * (T - len(c)) for c in conts])
+    logp_BT, ent_BT = prefix_logprobs(model, prefix_ids, prefix_mask, torch.tensor(rows), ids, mask, with_entropy=True)
+    for b, c in enumerate(conts):
+        torch.testing.assert_close(logp_BT[b, : len(c)], ref_logp[b], atol=1e-5, rtol=0)
+        assert (logp_BT[b, len(c):] == 0).all() and (ent_BT[b, len(c):] == 0).all()
+    logp_BT.sum().backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads[n], atol=1e-5, rtol=1e-4)

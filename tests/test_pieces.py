@@ -17,16 +17,25 @@ from rlft.run import item_order
 from rlft.types import Trajectory
 
 
-def test_collate_mask_is_sampled_mask_only():
+def test_collate_mask_is_sampled_mask_only_and_prefixes_are_shared():
     # prompt 3 tokens (mask 0), 2 sampled, 1 tool-output token (mask 0), 1 sampled
     a = Trajectory([1, 2, 3, 4, 5, 6, 7], [0, 0, 0, 1, 1, 0, 1], [0, 0, 0, -0.5, -0.1, 0, -0.2])
     b = Trajectory([8, 9], [0, 1], [0.0, -1.0])
-    batch = collate([a, b], [0.5, -2.0], pad_id=0)
-    assert batch.loss_mask_BT.tolist() == [[0, 0, 0, 1, 1, 0, 1], [0, 1, 0, 0, 0, 0, 0]]
-    assert batch.attention_mask_BT.tolist() == [[1] * 7, [1, 1, 0, 0, 0, 0, 0]]
-    assert batch.input_ids_BT[1].tolist() == [8, 9, 0, 0, 0, 0, 0]
-    assert batch.adv_BT.tolist() == [[0.5], [-2.0]]
-    assert batch.sampler_logp_BT[0, 3].item() == pytest.approx(-0.5)
+    c = Trajectory([1, 2, 3, 5], [0, 0, 0, 1], [0, 0, 0, -0.3])  # same prompt as a
+    batch = collate([a, b, c], [0.5, -2.0, 1.0], pad_id=0)
+    # prefixes stored once, left-padded; rows point at them
+    assert batch.prefix_ids_PT.tolist() == [[1, 2, 3], [0, 0, 8]]
+    assert batch.prefix_mask_PT.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert batch.row_B.tolist() == [0, 1, 0]
+    # continuations right-padded; the loss mask is their sampled_mask, padding 0
+    assert batch.input_ids_BT.tolist() == [[4, 5, 6, 7], [9, 0, 0, 0], [5, 0, 0, 0]]
+    assert batch.loss_mask_BT.tolist() == [[1, 1, 0, 1], [1, 0, 0, 0], [1, 0, 0, 0]]
+    assert batch.attention_mask_BT.tolist() == [[1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]]
+    assert batch.adv_BT.tolist() == [[0.5], [-2.0], [1.0]]
+    assert batch.sampler_logp_BT[0, 0].item() == pytest.approx(-0.5)
+    # a slice keeps only the prefixes its rows use
+    tail = batch.slice(1, 2)
+    assert tail.prefix_ids_PT.tolist() == [[0, 0, 8]] and tail.row_B.tolist() == [0]
 
 
 def test_pass_at_k_by_hand():

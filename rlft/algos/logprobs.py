@@ -107,3 +107,53 @@ def sequence_logprobs(
             ent_BT = torch.cat([zeros_B1, entropy(pred_logits_BTV, temperature)], 1)
         ent_BT = torch.where(valid_BT, ent_BT, 0.0)
     return logp_BT, ent_BT
+
+
+def prefix_logprobs(
+    model: torch.nn.Module,
+    prefix_ids_PT: Tensor,
+    prefix_mask_PT: Tensor,
+    row_B: Tensor,
+    input_ids_BT: Tensor,
+    attention_mask_BT: Tensor,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Log-probs of continuations that share prefixes: each prefix is run once, its KV cache is
+    gathered for the rows that continue it, and only the continuations are run again.
+
+    prefix_ids_PT, prefix_mask_PT: (P, Tp), LEFT-padded (the last column is every prefix's last
+    token). row_B: (B,) which prefix each row continues. input_ids_BT, attention_mask_BT: (B, T)
+    continuations, right-padded. Returns (logp_BT, ent_BT or None) aligned with ``input_ids_BT``
+    (logp of continuation token t given its prefix and tokens < t; 0 where the mask is 0).
+
+    Equal to ``sequence_logprobs`` on the concatenated sequences, gradients included: the
+    gradient through the shared prefix is the sum over the rows that use it. With G samples per
+    prompt this runs the prompt once instead of G times, in training and in sampling alike.
+    """
+    out = model(
+        input_ids=prefix_ids_PT,
+        attention_mask=prefix_mask_PT,
+        position_ids=(prefix_mask_PT.long().cumsum(-1) - 1).clamp(min=0),
+        use_cache=True,
+    )
+    cache = out.cache
+    cache.batch_select_indices(row_B)  # differentiable gather of the prefix keys/values
+    prefix_len_B = prefix_mask_PT.long().sum(-1)[row_B]
+    T = input_ids_BT.shape[1]
+    logits_BTV = model(
+        input_ids=input_ids_BT,
+        attention_mask=torch.cat([prefix_mask_PT[row_B], attention_mask_BT], 1),
+        position_ids=prefix_len_B[:, None] + torch.arange(T, device=input_ids_BT.device),
+        cache=cache,
+        use_cache=True,
+    ).logits
+    # token 0 of a continuation is predicted by its prefix's last position, token t by t - 1
+    pred_logits_BTV = torch.cat([out.logits[:, -1:][row_B], logits_BTV[:, :-1]], 1)
+    valid_BT = attention_mask_BT.bool()
+    logp_BT = torch.where(valid_BT, token_logprobs(pred_logits_BTV, input_ids_BT, temperature), 0.0)
+    ent_BT = None
+    if with_entropy:  # a metric: no autograd graph
+        with torch.no_grad():
+            ent_BT = torch.where(valid_BT, entropy(pred_logits_BTV, temperature), 0.0)
+    return logp_BT, ent_BT

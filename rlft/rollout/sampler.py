@@ -70,24 +70,35 @@ class HFSampler:
     def generate(
         self, prompts: Sequence[list[int]], n: int, params: SamplingParams, generator: torch.Generator
     ) -> list[list[Completion]]:
-        rows = [list(p) for p in prompts for _ in range(n)]
-        out = self._decode(rows, params, generator)
+        out = self._decode([list(p) for p in prompts], n, params, generator)
         return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def _decode(self, rows: list[list[int]], params: SamplingParams, generator) -> list[Completion]:
+    def _decode(self, prompts: list[list[int]], n: int, params: SamplingParams, generator) -> list[Completion]:
+        """Each prompt is run once (prefill); its KV cache and last logits are then repeated for
+        its n rows, B = P·n, which decode together."""
         model, tok = self.model, self.tokenizer
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
-        B, width = len(rows), max(len(r) for r in rows)
-        pad = tok.pad_token_id
-        input_ids_BT = torch.full((B, width), pad, dtype=torch.long)
-        mask_BT = torch.zeros((B, width), dtype=torch.long)
-        for b, r in enumerate(rows):
-            input_ids_BT[b, width - len(r) :] = torch.tensor(r)
-            mask_BT[b, width - len(r) :] = 1
-        input_ids_BT, mask_BT = input_ids_BT.to(device), mask_BT.to(device)
-        pos_BT = (mask_BT.cumsum(-1) - 1).clamp(min=0)
+        P, width = len(prompts), max(len(r) for r in prompts)
+        B, pad = P * n, tok.pad_token_id
+        input_ids_PT = torch.full((P, width), pad, dtype=torch.long)
+        mask_PT = torch.zeros((P, width), dtype=torch.long)
+        for p, r in enumerate(prompts):
+            input_ids_PT[p, width - len(r) :] = torch.tensor(r)
+            mask_PT[p, width - len(r) :] = 1
+        input_ids_PT, mask_PT = input_ids_PT.to(device), mask_PT.to(device)
+        out = model(
+            input_ids=input_ids_PT,
+            attention_mask=mask_PT,
+            position_ids=(mask_PT.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+        )
+        cache = out.cache
+        cache.batch_repeat_interleave(n)
+        logits_BV = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
+        mask_BT = mask_PT.repeat_interleave(n, dim=0)
+        pos_B1 = mask_BT.sum(-1, keepdim=True) - 1  # position of each row's last token
 
         eos_ids = torch.tensor(_eos_ids(model, tok), device=device)
         tokens_BN = torch.empty((B, 0), dtype=torch.long, device=device)
@@ -95,18 +106,16 @@ class HFSampler:
         done_B = torch.zeros(B, dtype=torch.bool, device=device)
         length_B = torch.zeros(B, dtype=torch.long, device=device)  # tokens each row sampled
         reason: list[StopReason] = ["length"] * B
-        cache = None
-        step_ids_BT, step_pos_BT = input_ids_BT, pos_BT
-        for _ in range(params.max_new_tokens):
-            out = model(
-                input_ids=step_ids_BT,
-                attention_mask=mask_BT,
-                position_ids=step_pos_BT,
-                cache=cache,
-                use_cache=True,
-            )
-            cache = out.cache
-            logits_BV = out.logits[:, -1, :].float()
+        for step in range(params.max_new_tokens):
+            if step > 0:  # feed the last sampled token; the prefill gave step 0's logits
+                mask_BT = torch.cat([mask_BT, torch.ones((B, 1), dtype=mask_BT.dtype, device=device)], dim=1)
+                pos_B1 = pos_B1 + 1
+                out = model(
+                    input_ids=next_B[:, None], attention_mask=mask_BT, position_ids=pos_B1, cache=cache,
+                    use_cache=True,
+                )
+                cache = out.cache
+                logits_BV = out.logits[:, -1, :].float()
             if params.temperature == 0:
                 next_B = logits_BV.argmax(-1)
                 logp_all_BV = logits_BV.log_softmax(-1)
@@ -130,18 +139,15 @@ class HFSampler:
                         done_B[b], reason[b] = True, "stop"
             if bool(done_B.all()):
                 break
-            step_ids_BT = next_B[:, None]
-            step_pos_BT = step_pos_BT[:, -1:] + 1
-            mask_BT = torch.cat([mask_BT, torch.ones((B, 1), dtype=mask_BT.dtype, device=device)], dim=1)
         model.train(was_training)
 
         completions = []
-        for b, n in enumerate(length_B.tolist()):
-            toks = tokens_BN[b, :n].tolist()
+        for b, k in enumerate(length_B.tolist()):
+            toks = tokens_BN[b, :k].tolist()
             completions.append(
                 Completion(
                     tokens=toks,
-                    logp=logp_BN[b, :n].tolist(),
+                    logp=logp_BN[b, :k].tolist(),
                     text=tok.decode(toks, skip_special_tokens=True),
                     stop_reason=reason[b],
                 )

@@ -30,7 +30,7 @@ class Settings:
     forget: float = 0.6  # the demonstrator drops each carry with this probability
     n_train: int = 20000
     n_eval: int = 200
-    sft_steps: int = 1000
+    sft_steps: int = 1500
     sft_batch: int = 64
     sft_lr: float = 3e-3
     rl_steps: int = 150
@@ -79,6 +79,7 @@ lr = {s.sft_lr}
 steps = {s.sft_steps}
 batch_size = {s.sft_batch}
 warmup_steps = 50
+schedule = "linear"
 {common}out = "sft"
 """)
     rl = out / "rl.toml"
