@@ -15,7 +15,7 @@ from rlft.tasks import arithmetic
 
 def rlft(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "rlft.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "rlft.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900
     )
 
 
@@ -116,3 +116,17 @@ def test_quickstart_fast(tmp_path):
     for key in ("demonstrator_accuracy", "sft_accuracy", "rl_accuracy", "wall_seconds"):
         assert 0 <= results[key] and (key == "wall_seconds" or results[key] <= 1)
     assert (tmp_path / "qs/accuracy.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_quickstart_meets_its_targets(tmp_path):
+    """The full quickstart (minutes): demonstrator <= 70%, RL >= 90% and >= 20 points above it.
+
+    Run: python -m pytest -q -m slow tests/test_cli.py
+    """
+    out = rlft("quickstart", "--no-progress", "--out", tmp_path / "qs")
+    assert out.returncode == 0, out.stderr
+    r = json.loads((tmp_path / "qs/results.json").read_text())
+    assert r["demonstrator_accuracy"] <= 0.70
+    assert r["rl_accuracy"] >= 0.90 and r["rl_accuracy"] >= r["demonstrator_accuracy"] + 0.20
+    assert r["wall_seconds"] <= 600

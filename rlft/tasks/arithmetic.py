@@ -17,15 +17,25 @@ def problem(a: int, b: int) -> dict:
     return {PROMPT_FIELD: f"{a}+{b}=", ANSWER_FIELD: str(a + b)}
 
 
-def demonstrate(a: int, b: int, forget: float, rng: random.Random) -> str:
-    """Column addition that drops each carry with probability ``forget``."""
-    digits, carry = [], 0
-    while a or b or carry:
-        s = a % 10 + b % 10 + carry
-        digits.append(s % 10)
-        carry = s // 10 if rng.random() >= forget else 0
+def demonstrate(a: int, b: int, forget: float, rng: random.Random, digits: int) -> str:
+    """Column addition, worked right to left, that drops each carry with probability ``forget``.
+
+    ``demonstrate(482, 359, 0.0, rng, 3) == "2+9+0=11 8+5+1=14 4+3+1=08 answer 841"``;
+    forgetting the first carry gives ``"2+9+0=11 8+5+0=13 4+3+1=08 answer 831"``. Every column
+    has the same width (carry always written, sum in two digits), so each answer digit sits at a
+    fixed distance from the column it comes from, which a small model learns quickly.
+    """
+    columns, out, carry = [], [], 0
+    for _ in range(digits):
+        x, y = a % 10, b % 10
+        total = x + y + carry
+        columns.append(f"{x}+{y}+{carry}={total:02d}")
+        out.append(total % 10)
+        carry = total // 10 if rng.random() >= forget else 0
         a, b = a // 10, b // 10
-    return "".join(map(str, reversed(digits))) or "0"
+    if carry:
+        out.append(carry)
+    return " ".join(columns) + " answer " + "".join(map(str, reversed(out)))
 
 
 def make_splits(digits: int, n_train: int, n_eval: int, seed: int, forget: float) -> tuple[list, list]:
@@ -43,8 +53,13 @@ def make_splits(digits: int, n_train: int, n_eval: int, seed: int, forget: float
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
         if (a, b) in pairs:
             continue
-        train_items.append({**problem(a, b), DEMO_FIELD: demonstrate(a, b, forget, rng)})
+        train_items.append({**problem(a, b), DEMO_FIELD: demonstrate(a, b, forget, rng, digits)})
     return train_items, eval_items
+
+
+def final_answer(text: str) -> str:
+    """The number after the last "answer" (what the grader checks)."""
+    return text.rsplit("answer", 1)[-1].strip()
 
 
 def demonstrator_accuracy(items: list[dict], forget: float, seed: int) -> float:
@@ -52,7 +67,8 @@ def demonstrator_accuracy(items: list[dict], forget: float, seed: int) -> float:
     correct = 0
     for item in items:
         a, b = map(int, item[PROMPT_FIELD].rstrip("=").split("+"))
-        correct += demonstrate(a, b, forget, rng) == item[ANSWER_FIELD]
+        digits = len(str(max(a, b)))
+        correct += final_answer(demonstrate(a, b, forget, rng, digits)) == item[ANSWER_FIELD]
     return correct / len(items)
 
 
@@ -62,6 +78,7 @@ def corpus(n: int = 2000, seed: int = 0) -> list[str]:
     lines = []
     for _ in range(n):
         a, b = rng.randint(0, 999), rng.randint(0, 999)
-        lines.append(f"<|im_start|>user\n{a}+{b}=<|im_end|>\n<|im_start|>assistant\n{a + b}<|im_end|>\n")
+        worked = demonstrate(a, b, 0.0, rng, 3)
+        lines.append(f"<|im_start|>user\n{a}+{b}=<|im_end|>\n<|im_start|>assistant\n{worked}<|im_end|>\n")
     lines.append("The quick brown fox jumps over the lazy dog. system user assistant tool")
     return lines

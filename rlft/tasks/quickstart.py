@@ -30,14 +30,14 @@ class Settings:
     forget: float = 0.6  # the demonstrator drops each carry with this probability
     n_train: int = 20000
     n_eval: int = 200
-    sft_steps: int = 1500
+    sft_steps: int = 500
     sft_batch: int = 64
     sft_lr: float = 3e-3
     rl_steps: int = 150
     prompts_per_step: int = 16
     group_size: int = 8
     rl_lr: float = 2e-4
-    eval_every: int = 25
+    eval_every: int = 20
 
 
 FULL = Settings()
@@ -56,11 +56,11 @@ train = "train.jsonl"
 eval = "eval.jsonl"
 
 [grader]
-type = "exact"
+type = "numeric"   # the last number in the reply: "... answer 841"
 reference = "answer"
 
 [sampling]
-max_new_tokens = {s.digits + 3}
+max_new_tokens = {9 * s.digits + 8}
 
 [eval]
 every = {s.eval_every}
@@ -117,7 +117,7 @@ def plot(out: Path, sft_curve, rl_curve, demo_acc: float) -> Path:
     ax.plot([sft_end + s for s, _ in rl_curve], [a for _, a in rl_curve], "o-", label="RL (GRPO)")
     ax.axhline(demo_acc, color="gray", ls="--", label=f"demonstrator ({demo_acc:.0%})")
     ax.set(xlabel="training step (SFT, then RL)", ylabel="held-out accuracy (greedy)", ylim=(0, 1.02))
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left")
     fig.tight_layout()
     path = out / "accuracy.png"
     fig.savefig(path, dpi=120)
