@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             train = run_eval_command
         print(json.dumps(train(job), indent=2))
         return 0
-    except (ConfigError, DataError, FileNotFoundError) as e:
+    except (ConfigError, DataError, OSError) as e:  # OSError: missing files, unreachable hub
         print(f"rlft {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

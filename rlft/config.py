@@ -114,7 +114,8 @@ class AlgorithmConfig:
     aggregation: str = "token_mean"
     """How token losses are reduced, a key of rlft.algos.losses.AGGREGATIONS."""
     drop_zero_advantage: bool = True
-    """Drop groups whose rewards are all equal (they carry no signal)."""
+    """Drop attempts whose advantage is 0 before the update: zero-variance groups, and for
+    expert_iteration the rejected attempts (which makes it SFT on the accepted ones)."""
 
 
 @dataclass(frozen=True)

@@ -33,16 +33,17 @@ class Settings:
     sft_steps: int = 500
     sft_batch: int = 64
     sft_lr: float = 3e-3
-    rl_steps: int = 150
+    rl_steps: int = 100
     prompts_per_step: int = 16
     group_size: int = 8
     rl_lr: float = 2e-4
-    eval_every: int = 20
+    sft_eval_every: int = 25
+    rl_eval_every: int = 10
 
 
 FULL = Settings()
 FAST = Settings(digits=2, n_train=2000, n_eval=50, sft_steps=30, rl_steps=4, prompts_per_step=4,
-                group_size=4, eval_every=2)
+                group_size=4, sft_eval_every=10, rl_eval_every=2)
 
 
 def write_jsonl(path: Path, items: list[dict]) -> None:
@@ -62,9 +63,6 @@ reference = "answer"
 [sampling]
 max_new_tokens = {9 * s.digits + 8}
 
-[eval]
-every = {s.eval_every}
-
 [run]
 seed = {seed}
 progress = {str(progress).lower()}
@@ -80,6 +78,9 @@ steps = {s.sft_steps}
 batch_size = {s.sft_batch}
 warmup_steps = 50
 schedule = "linear"
+
+[eval]
+every = {s.sft_eval_every}
 {common}out = "sft"
 """)
     rl = out / "rl.toml"
@@ -95,6 +96,9 @@ group_size = {s.group_size}
 [optim]
 lr = {s.rl_lr}
 steps = {s.rl_steps}
+
+[eval]
+every = {s.rl_eval_every}
 {common}out = "rl"
 """)
     return sft, rl
@@ -113,8 +117,9 @@ def plot(out: Path, sft_curve, rl_curve, demo_acc: float) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     sft_end = sft_curve[-1][0] if sft_curve else 0
+    rl_curve = sft_curve[-1:] + [(sft_end + s, a) for s, a in rl_curve]  # RL starts where SFT ended
     ax.plot([s for s, _ in sft_curve], [a for _, a in sft_curve], "o-", label="SFT (imitation)")
-    ax.plot([sft_end + s for s, _ in rl_curve], [a for _, a in rl_curve], "o-", label="RL (GRPO)")
+    ax.plot([s for s, _ in rl_curve], [a for _, a in rl_curve], "o-", label="RL (GRPO)")
     ax.axhline(demo_acc, color="gray", ls="--", label=f"demonstrator ({demo_acc:.0%})")
     ax.set(xlabel="training step (SFT, then RL)", ylabel="held-out accuracy (greedy)", ylim=(0, 1.02))
     ax.legend(loc="upper left")
