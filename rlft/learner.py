@@ -86,8 +86,9 @@ def fill_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float
     return torch.cat(parts)
 
 
-def update(model, optimizer, scheduler, batch: Batch, loss: LossSettings, optim: OptimConfig) -> dict:
-    """One optimizer step on ``batch``; returns metrics (loss, grad_norm, entropy, skipped...)."""
+def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfig) -> dict:
+    """One optimizer step on ``batch``; returns metrics (loss, grad_norm, entropy, skipped...).
+    The caller steps the learning-rate scheduler once per training step."""
     device = next(model.parameters()).device
     norm = Norm.of(batch.loss_mask_BT, loss.max_tokens)
     totals = {"loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "kl": 0.0, "logp_gap": 0.0}
@@ -121,6 +122,5 @@ def update(model, optimizer, scheduler, batch: Batch, loss: LossSettings, optim:
     skipped = not math.isfinite(grad_norm) or not math.isfinite(totals["loss"])
     if not skipped:
         optimizer.step()
-        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {**totals, "grad_norm": grad_norm, "skipped_update": float(skipped), "lr": scheduler.get_last_lr()[0]}
+    return {**totals, "grad_norm": grad_norm, "skipped_update": float(skipped), "lr": optimizer.param_groups[0]["lr"]}

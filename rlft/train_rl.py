@@ -116,7 +116,8 @@ def train(job: Job) -> dict:
                 if reference is not None:
                     batch.ref_logp_BT = fill_logprobs(reference, batch, job.optim.micro_batch_size, loss.temperature)
                 for _ in range(algo.updates_per_batch):
-                    metrics = update(run.model, optimizer, scheduler, batch, loss, job.optim)
+                    metrics = update(run.model, optimizer, batch, loss, job.optim)
+            scheduler.step()  # once per RL step, however many updates it made
             # 10. the sampler shares the module: syncing is a no-op, the version still counts
             run.sampler.version += 1
 

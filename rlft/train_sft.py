@@ -64,7 +64,8 @@ def train(job: Job) -> dict:
         for step in range(first + 1, job.optim.steps + 1):
             idx = [item_order(len(examples), job.run.seed, pos) for pos in range((step - 1) * bs, step * bs)]
             batch = collate([examples[i] for i in idx], [1.0] * bs, run.tokenizer.pad_token_id)
-            metrics = update(run.model, optimizer, scheduler, batch, loss, job.optim)
+            metrics = update(run.model, optimizer, batch, loss, job.optim)
+            scheduler.step()
             metrics["tokens"] = float(batch.loss_mask_BT.sum())
             metrics["epoch"] = step * bs / len(examples)
             run.tracker.log(step, metrics)

@@ -130,3 +130,14 @@ def test_quickstart_meets_its_targets(tmp_path):
     assert r["demonstrator_accuracy"] <= 0.70
     assert r["rl_accuracy"] >= 0.90 and r["rl_accuracy"] >= r["demonstrator_accuracy"] + 0.20
     assert r["wall_seconds"] <= 600
+
+
+def test_quickstart_same_seed_same_numbers(tmp_path):
+    runs = [rlft("quickstart", "--fast", "--no-progress", "--seed", "3", "--out", tmp_path / f"q{i}") for i in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    a, b = (json.loads((tmp_path / f"q{i}/results.json").read_text()) for i in range(2))
+    for key in ("demonstrator_accuracy", "sft_accuracy", "rl_accuracy"):
+        assert a[key] == b[key]
+    losses = [[json.loads(line).get("loss") for line in (tmp_path / f"q{i}/rl/metrics.jsonl").read_text().splitlines()]
+              for i in range(2)]
+    assert losses[0] == losses[1]
