@@ -31,7 +31,7 @@ CHAT_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
 
-# About 1.2M parameters: large enough to learn 3-digit addition in a minute on 2 cores.
+# About 1.1M parameters: learns worked 3-digit addition in about 2 minutes on 2 cores.
 TINY_CONFIG = dict(
     hidden_size=128,
     intermediate_size=512,

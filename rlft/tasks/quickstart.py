@@ -36,7 +36,7 @@ class Settings:
     rl_steps: int = 100
     prompts_per_step: int = 16
     group_size: int = 8
-    rl_lr: float = 2e-4
+    rl_lr: float = 1e-4
     sft_eval_every: int = 25
     rl_eval_every: int = 10
 
@@ -96,6 +96,7 @@ group_size = {s.group_size}
 [optim]
 lr = {s.rl_lr}
 steps = {s.rl_steps}
+warmup_steps = 10   # Adam's first steps move every weight by ~lr; ease into them
 
 [eval]
 every = {s.rl_eval_every}
