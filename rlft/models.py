@@ -7,7 +7,6 @@ included: it is a Llama architecture with a byte-level BPE tokenizer trained loc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable
 

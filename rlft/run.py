@@ -29,6 +29,7 @@ from rlft.track import Tracker
 class Run:
     job: Job
     out: Path
+    model_path: str  # the folder (or hub id) the policy was loaded from
     device: torch.device
     model: torch.nn.Module
     tokenizer: object
@@ -89,7 +90,7 @@ def start(job: Job) -> Run:
     model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), lora=lora)
     eval_prompts = [encode_prompt(tokenizer, it[job.data.prompt]) for it in eval_items]
     return Run(
-        job, out, device, model, tokenizer, Tracker(out), grader, eval_items, eval_prompts,
+        job, out, path, device, model, tokenizer, Tracker(out), grader, eval_items, eval_prompts,
         HFSampler(model, tokenizer),
     )
 

@@ -33,7 +33,7 @@ from rlft.models import encode_prompt, load_model, pick_dtype
 from rlft.progress import Progress
 from rlft.rollout.runner import run_groups
 from rlft.rollout.sampler import SamplingParams
-from rlft.run import finish, item_order, model_path, periodic, start, step_generator
+from rlft.run import finish, item_order, periodic, start, step_generator
 
 
 def encode_prompts(job: Job, items: list[dict], tokenizer) -> list[list[int]]:
@@ -66,8 +66,8 @@ def train(job: Job) -> dict:
     prompts = encode_prompts(job, items, run.tokenizer)
     reference = None
     if algo.kl_coef > 0:
-        path = model_path(job, run.out)
-        reference = load_model(path, device=run.device, dtype=pick_dtype(job.model.dtype, run.device), trainable=False)
+        dtype = pick_dtype(job.model.dtype, run.device)
+        reference = load_model(run.model_path, device=run.device, dtype=dtype, trainable=False)
     optimizer, scheduler = make_optimizer(run.model, job.optim)
     first = 0
     if (ckpt := checkpoint.latest(run.out)) is not None:

@@ -7,7 +7,6 @@ Run: python -m pytest -q tests/test_pieces.py
 import math
 
 import pytest
-import torch
 
 from rlft.data import collate
 from rlft.eval import pass_at_k, score

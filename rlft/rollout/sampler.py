@@ -106,6 +106,7 @@ class HFSampler:
         done_B = torch.zeros(B, dtype=torch.bool, device=device)
         length_B = torch.zeros(B, dtype=torch.long, device=device)  # tokens each row sampled
         reason: list[StopReason] = ["length"] * B
+        next_B = None  # the tokens sampled at the previous step
         for step in range(params.max_new_tokens):
             if step > 0:  # feed the last sampled token; the prefill gave step 0's logits
                 mask_BT = torch.cat([mask_BT, torch.ones((B, 1), dtype=mask_BT.dtype, device=device)], dim=1)
