@@ -96,50 +96,54 @@ class HFSampler:
         )
         cache = out.cache
         cache.batch_repeat_interleave(n)
-        logits_BV = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
-        mask_BT = mask_PT.repeat_interleave(n, dim=0)
-        pos_B1 = mask_BT.sum(-1, keepdim=True) - 1  # position of each row's last token
+        # rows still decoding are "A" (active); a finished row leaves the batch and its cache
+        logits_AV = out.logits[:, -1, :].float().repeat_interleave(n, dim=0)
+        mask_AT = mask_PT.repeat_interleave(n, dim=0)
+        pos_A1 = mask_AT.sum(-1, keepdim=True) - 1  # position of each row's last token
+        rows_A = torch.arange(B, device=device)
 
         eos_ids = torch.tensor(_eos_ids(model, tok), device=device)
-        tokens_BN = torch.empty((B, 0), dtype=torch.long, device=device)
-        logp_BN = torch.empty((B, 0), dtype=torch.float32, device=device)
-        done_B = torch.zeros(B, dtype=torch.bool, device=device)
+        tokens_BN = torch.full((B, params.max_new_tokens), pad, dtype=torch.long, device=device)
+        logp_BN = torch.zeros((B, params.max_new_tokens), dtype=torch.float32, device=device)
         length_B = torch.zeros(B, dtype=torch.long, device=device)  # tokens each row sampled
         reason: list[StopReason] = ["length"] * B
-        next_B = None  # the tokens sampled at the previous step
+        next_A = None  # the tokens sampled at the previous step
         for step in range(params.max_new_tokens):
             if step > 0:  # feed the last sampled token; the prefill gave step 0's logits
-                mask_BT = torch.cat([mask_BT, torch.ones((B, 1), dtype=mask_BT.dtype, device=device)], dim=1)
-                pos_B1 = pos_B1 + 1
+                mask_AT = torch.cat([mask_AT, torch.ones_like(mask_AT[:, :1])], dim=1)
+                pos_A1 = pos_A1 + 1
                 out = model(
-                    input_ids=next_B[:, None], attention_mask=mask_BT, position_ids=pos_B1, cache=cache,
+                    input_ids=next_A[:, None], attention_mask=mask_AT, position_ids=pos_A1, cache=cache,
                     use_cache=True,
                 )
                 cache = out.cache
-                logits_BV = out.logits[:, -1, :].float()
+                logits_AV = out.logits[:, -1, :].float()
             if params.temperature == 0:
-                next_B = logits_BV.argmax(-1)
-                logp_all_BV = logits_BV.log_softmax(-1)
+                next_A = logits_AV.argmax(-1)
+                logp_all_AV = logits_AV.log_softmax(-1)
             else:
-                logits_BV = logits_BV / params.temperature
-                logp_all_BV = logits_BV.log_softmax(-1)
-                probs_BV = filter_logits(logits_BV, params.top_k, params.top_p).softmax(-1)
-                next_B = torch.multinomial(probs_BV.cpu(), 1, generator=generator).squeeze(-1).to(device)
-            next_B = torch.where(done_B, torch.full_like(next_B, pad), next_B)
-            length_B += (~done_B).long()
-            tokens_BN = torch.cat([tokens_BN, next_B[:, None]], dim=1)
-            logp_BN = torch.cat([logp_BN, logp_all_BV.gather(-1, next_B[:, None])], dim=1)
-            hit_eos_B = torch.isin(next_B, eos_ids) & ~done_B
-            for b in hit_eos_B.nonzero().flatten().tolist():
-                reason[b] = "eos"
-            done_B |= hit_eos_B
+                logits_AV = logits_AV / params.temperature
+                logp_all_AV = logits_AV.log_softmax(-1)
+                probs_AV = filter_logits(logits_AV, params.top_k, params.top_p).softmax(-1)
+                next_A = torch.multinomial(probs_AV.cpu(), 1, generator=generator).squeeze(-1).to(device)
+            tokens_BN[rows_A, step] = next_A
+            logp_BN[rows_A, step] = logp_all_AV.gather(-1, next_A[:, None]).squeeze(-1)
+            length_B[rows_A] += 1
+            finished_A = torch.isin(next_A, eos_ids)
+            for a in finished_A.nonzero().flatten().tolist():
+                reason[rows_A[a]] = "eos"
             if params.stop:
-                for b in (~done_B).nonzero().flatten().tolist():
-                    tail = tok.decode(tokens_BN[b, -16:].tolist())
+                for a in (~finished_A).nonzero().flatten().tolist():
+                    b = int(rows_A[a])
+                    tail = tok.decode(tokens_BN[b, max(0, step - 15) : step + 1].tolist())
                     if any(s in tail for s in params.stop):
-                        done_B[b], reason[b] = True, "stop"
-            if bool(done_B.all()):
+                        finished_A[a], reason[b] = True, "stop"
+            if bool(finished_A.all()):
                 break
+            if bool(finished_A.any()):
+                keep_A = (~finished_A).nonzero().flatten()
+                cache.batch_select_indices(keep_A)
+                rows_A, next_A, mask_AT, pos_A1 = rows_A[keep_A], next_A[keep_A], mask_AT[keep_A], pos_A1[keep_A]
         model.train(was_training)
 
         completions = []
