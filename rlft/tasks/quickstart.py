@@ -30,7 +30,7 @@ class Settings:
     forget: float = 0.6  # the demonstrator drops each carry with this probability
     n_train: int = 20000
     n_eval: int = 200
-    sft_steps: int = 500
+    sft_steps: int = 800
     sft_batch: int = 64
     sft_lr: float = 3e-3
     rl_steps: int = 100
