@@ -112,7 +112,7 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
         # token-weighted sums of this micro-batch's masked means -> step means
         w = float(mb.loss_mask_BT.sum()) / n_tokens
         totals["loss"] += float(value.detach())
-        totals["entropy"] += float((ent_BT.detach() * mb.loss_mask_BT).sum()) / n_tokens
+        totals["entropy"] += float((ent_BT * mb.loss_mask_BT).sum()) / n_tokens  # no graph
         gap_BT = (logp_BT.detach() - mb.sampler_logp_BT).abs() * mb.loss_mask_BT
         totals["logp_gap"] += float(gap_BT.sum()) / n_tokens
         for k, v in metrics.items():

@@ -194,11 +194,3 @@ def encode_completion(tokenizer, completion: str | list[Message]) -> list[int]:
     if not isinstance(completion, str):
         completion = "".join(m["content"] for m in completion if m["role"] == "assistant")
     return tokenizer.encode(completion, add_special_tokens=False) + [tokenizer.eos_token_id]
-
-
-def model_summary(model) -> dict:
-    n_total = sum(p.numel() for p in model.parameters())
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"parameters": n_total, "trainable_parameters": n_train}
-
-
