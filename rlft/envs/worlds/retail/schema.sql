@@ -1,0 +1,24 @@
+-- The retail returns-and-refunds desk.
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- today's date lives here
+CREATE TABLE customers (
+    customer_id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, phone TEXT, city TEXT,
+    member_since TEXT, tier TEXT
+);
+CREATE TABLE orders (
+    order_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers,
+    placed_on TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('pending', 'shipped', 'delivered', 'cancelled')),
+    payment TEXT, total INTEGER NOT NULL
+);
+CREATE TABLE items (
+    item_id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders, product TEXT NOT NULL,
+    category TEXT, price INTEGER NOT NULL, final_sale INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'returned'))
+);
+CREATE TABLE shipments (
+    order_id INTEGER PRIMARY KEY REFERENCES orders, carrier TEXT, tracking TEXT,
+    shipped_on TEXT, delivered_on TEXT
+);
+CREATE TABLE refunds (
+    refund_id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders,
+    item_id INTEGER REFERENCES items, amount INTEGER NOT NULL, reason TEXT NOT NULL
+);

@@ -1,0 +1,93 @@
+"""Tools of the retail returns desk: functions over the episode's database (sandbox.Database).
+
+The tools keep the data consistent (an item must belong to its order, a refund cannot exceed
+the price, only a pending order can be cancelled) but do not enforce the refund policy: following
+policy.md is the agent's job, and the end state shows whether it did.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from rlft.envs.worlds.sandbox import Database, read, write
+
+
+def _today(db: Database) -> date:
+    return date.fromisoformat(db.query("SELECT value FROM meta WHERE key = 'today'")[0]["value"])
+
+
+@read
+def get_order(db: Database, order_id: int) -> dict:
+    """Look up an order with its items and shipment.
+
+    Args:
+        order_id: the order number
+    """
+    rows = db.query("SELECT * FROM orders WHERE order_id = ?", order_id)
+    if not rows:
+        raise LookupError(f"no order {order_id}")
+    order = rows[0]
+    ship = db.query("SELECT carrier, tracking, shipped_on, delivered_on FROM shipments WHERE order_id = ?", order_id)
+    delivered = ship[0]["delivered_on"] if ship else None
+    order["days_since_delivery"] = (_today(db) - date.fromisoformat(delivered)).days if delivered else "-"
+    order["items"] = db.query(
+        "SELECT item_id, product, category, price, final_sale, status FROM items WHERE order_id = ? ORDER BY item_id",
+        order_id,
+    )
+    order["shipment"] = ship[0] if ship else {}
+    return order
+
+
+@read
+def get_customer(db: Database, customer_id: int) -> dict:
+    """Look up a customer's profile.
+
+    Args:
+        customer_id: the customer number
+    """
+    rows = db.query("SELECT * FROM customers WHERE customer_id = ?", customer_id)
+    if not rows:
+        raise LookupError(f"no customer {customer_id}")
+    return rows[0]
+
+
+@write
+def refund_item(
+    db: Database, order_id: int, item_id: int, amount: int, reason: Literal["damaged", "wrong_item", "changed_mind"]
+) -> str:
+    """Refund one returned item and mark it returned.
+
+    Args:
+        order_id: the order number
+        item_id: the item to refund
+        amount: the refund in whole dollars
+        reason: why the customer returns it
+    """
+    rows = db.query("SELECT price, status FROM items WHERE item_id = ? AND order_id = ?", item_id, order_id)
+    if not rows:
+        raise LookupError(f"order {order_id} has no item {item_id}")
+    if rows[0]["status"] == "returned":
+        raise ValueError(f"item {item_id} was already returned")
+    if not 0 < amount <= rows[0]["price"]:
+        raise ValueError(f"amount must be between 1 and the price {rows[0]['price']}")
+    db.execute("UPDATE items SET status = 'returned' WHERE item_id = ?", item_id)
+    db.execute("INSERT INTO refunds (order_id, item_id, amount, reason) VALUES (?, ?, ?, ?)", order_id, item_id, amount, reason)
+    return f"refunded {amount} for item {item_id}"
+
+
+@write
+def cancel_order(db: Database, order_id: int) -> str:
+    """Cancel a pending order and refund its total.
+
+    Args:
+        order_id: the order number
+    """
+    rows = db.query("SELECT status, total FROM orders WHERE order_id = ?", order_id)
+    if not rows:
+        raise LookupError(f"no order {order_id}")
+    if rows[0]["status"] != "pending":
+        raise ValueError(f"order {order_id} is {rows[0]['status']}; only pending orders can be cancelled")
+    db.execute("UPDATE orders SET status = 'cancelled' WHERE order_id = ?", order_id)
+    db.execute("INSERT INTO refunds (order_id, item_id, amount, reason) VALUES (?, NULL, ?, 'cancelled')", order_id, rows[0]["total"])
+    return f"cancelled order {order_id}, refunded {rows[0]['total']}"
