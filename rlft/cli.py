@@ -60,7 +60,7 @@ def run_eval_command(job) -> dict:
     if not job.data.eval:
         job = replace(job, data=replace(job.data, eval=job.data.train))
     run_mod.load_eval_items(job)  # validate the data before loading the model
-    run = run_mod.start(job)
+    run = run_mod.start(job, training=False)
     metrics = run_mod.run_eval(run, 0)
     run.tracker.close()
     (run.out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # our own bar shows progress; theirs is per file
     from rlft.config import ConfigError, load_job
     from rlft.data import DataError
+    from rlft.checkpoint import CheckpointError
+    from rlft.run import RunStopped
 
     try:
         if args.command == "quickstart":
@@ -90,9 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             train = run_eval_command
         print(json.dumps(train(job), indent=2))
         return 0
-    except (ConfigError, DataError, OSError) as e:  # OSError: missing files, unreachable hub
+    except (ConfigError, DataError, CheckpointError, OSError) as e:  # OSError: missing files, unreachable hub
         print(f"rlft {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RunStopped as e:  # an interrupt or repeated non-finite updates, after a checkpoint
+        print(f"rlft {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"rlft {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -69,26 +69,54 @@ class DataConfig:
     """How many eval items to use; 0 = all."""
     max_errors: int = 20
     """How many bad rows to report before stopping."""
+    skip_invalid: bool = False
+    """Skip bad rows (reported with a count) instead of stopping; the default stops before any training."""
 
 
 @dataclass(frozen=True)
 class GraderConfig:
-    """How an attempt is scored (rlft.rewards.graders)."""
+    """How an attempt is scored (rlft.rewards.graders; OpenAI's grader format in rlft.rewards.specs)."""
 
     type: str = "exact"
-    """exact | numeric | regex | contains | python."""
-    reference: str = "answer"
-    """Item field holding the expected answer."""
+    """A key of rlft.rewards.graders.GRADERS: exact | numeric | regex | contains | python | string_check | text_similarity | multi | math | json_schema | length_penalty | format_penalty."""
+    file: str = ""
+    """A grader JSON file in OpenAI's format, relative to the job file; when set, [grader] holds nothing else."""
+    reference: str = ""
+    """exact/numeric/contains: the item field holding the answer. string_check/text_similarity/math: a template like "{{item.answer}}". Empty = the item's "answer"."""
+    input: str = ""
+    """string_check/text_similarity/math/json_schema/*_penalty: the text graded, a template; empty = "{{sample.output_text}}"."""
     normalize: list[str] = field(default_factory=lambda: ["strip"])
-    """Applied in order to output and reference: strip, lower, collapse_whitespace, remove_punctuation."""
+    """exact/contains: applied in order to output and reference: strip, lower, collapse_whitespace, remove_punctuation."""
     tolerance: float = 1e-6
     """numeric: absolute tolerance."""
     rel_tolerance: float = 0.0
     """numeric: relative tolerance (fraction of the reference)."""
     pattern: str = ""
-    """regex: the pattern searched for in the output (re.search)."""
+    """regex/format_penalty: the pattern searched for in the output (re.search)."""
     function: str = ""
-    """python: "path/to/file.py:fn" relative to the job file, or "package.module:fn"."""
+    """python, trusted, in-process: "path/to/file.py:fn" relative to the job file, or "package.module:fn"."""
+    source: str = ""
+    """python, sandboxed (OpenAI format): code defining grade(sample, item) -> float; sample and item are dicts."""
+    allow_unsandboxed: bool = False
+    """python source: run it even where no sandbox works (warned at every step); only for code you trust."""
+    operation: str = "eq"
+    """string_check: eq | ne | like (input contains reference) | ilike (like, ignoring case); 1.0 or 0.0."""
+    evaluation_metric: str = "fuzzy_match"
+    """text_similarity: fuzzy_match | bleu | gleu | meteor | rouge_1 .. rouge_5 | rouge_l | cosine; a score in [0, 1]."""
+    embedding_model: str = ""
+    """text_similarity cosine: a local sentence-transformers model folder (nothing is downloaded)."""
+    graders: dict[str, GraderConfig] = field(default_factory=dict)
+    """multi: the named sub-graders, each a table like [grader] itself: [grader.graders.NAME]."""
+    calculate_output: str = ""
+    """multi: a formula over the sub-grader names, e.g. "0.8 * correct + 0.2 * format" (+ - * / ^, min max abs sqrt log exp floor ceil)."""
+    schema: dict[str, Any] = field(default_factory=dict)
+    """json_schema: the JSON Schema that the input, parsed as JSON, must satisfy (1.0 or 0.0)."""
+    max_chars: int = 0
+    """length_penalty: characters allowed with no penalty."""
+    buffer_chars: int = 0
+    """length_penalty: over the next buffer_chars the penalty grows linearly to -penalty (DAPO's soft overlong penalty); 0 = a step."""
+    penalty: float = 1.0
+    """length_penalty/format_penalty: the score when the output is too long / not in the format (as -penalty); else 0."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +182,8 @@ class OptimConfig:
     """SFT: sequences per step."""
     micro_batch_size: int = 0
     """Sequences per forward/backward pass; 0 = the whole batch in one pass."""
+    max_skipped_updates: int = 5
+    """Stop (with a checkpoint) after this many updates in a row skipped for a non-finite loss or gradient norm; 0 = never."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +209,11 @@ class RunConfig:
     seed: int = 0
     """Base seed; per-step seeds derive from (seed, step, index)."""
     checkpoint_every: int = 0
-    """Checkpoint every N steps; 0 = only the final one."""
+    """Checkpoint every N steps; 0 = only the final one. Rerunning the same command resumes from the newest."""
+    keep_checkpoints: int = 3
+    """Keep the newest N checkpoints, delete older ones; 0 = keep all."""
+    force_resume: bool = False
+    """Resume even when settings that change the result (model, data, seed, batch shape...) differ from the checkpoint's."""
     log_samples: int = 4
     """Transcripts per step written to samples.jsonl."""
     device: str = "auto"
@@ -219,6 +253,9 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.max_errors": (lambda v: v >= 1, ">= 1"),
     "grader.tolerance": (lambda v: v >= 0, ">= 0"),
     "grader.rel_tolerance": (lambda v: v >= 0, ">= 0"),
+    "grader.max_chars": (lambda v: v >= 0, ">= 0"),
+    "grader.buffer_chars": (lambda v: v >= 0, ">= 0 (0 = a step)"),
+    "grader.penalty": (lambda v: v >= 0, ">= 0 (the score goes down to -penalty)"),
     "algorithm.group_size": (lambda v: v >= 1, ">= 1"),
     "algorithm.prompts_per_step": (lambda v: v >= 1, ">= 1"),
     "algorithm.kl_coef": (lambda v: v >= 0, ">= 0"),
@@ -236,6 +273,8 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.max_grad_norm": (lambda v: v >= 0, ">= 0 (0 = no clipping)"),
     "optim.batch_size": (lambda v: v >= 1, ">= 1"),
     "optim.micro_batch_size": (lambda v: v >= 0, ">= 0 (0 = whole batch)"),
+    "optim.max_skipped_updates": (lambda v: v >= 0, ">= 0 (0 = never stop)"),
+    "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 = keep all)"),
     "eval.every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
     "eval.size": (lambda v: v >= 0, ">= 0 (0 = all)"),
     "eval.samples": (lambda v: v >= 1, ">= 1"),
@@ -266,6 +305,8 @@ _CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "optim.schedule": ("learning-rate schedule", _table("rlft.learner", "SCHEDULES")),
     "grader.type": ("grader type", _table("rlft.rewards.graders", "GRADERS")),
     "grader.normalize": ("normalize option", _table("rlft.rewards.graders", "NORMALIZERS")),
+    "grader.operation": ("string_check operation", _table("rlft.rewards.specs", "OPERATIONS")),
+    "grader.evaluation_metric": ("text_similarity metric", _table("rlft.rewards.similarity", "METRICS")),
 }
 
 
@@ -347,11 +388,8 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
             continue
         table = raw.setdefault(section, {})
         head, *rest = key.split(".")
-        if rest:  # model.lora.rank=8: merge into the nested table
-            sub = table.get(head)
-            sub = dict(sub) if isinstance(sub, dict) else {}
-            sub[".".join(rest)] = value
-            value = sub
+        if rest:  # model.lora.rank=8, grader.graders.fmt.penalty=0.5: merge into the nested tables
+            value = _merged(table.get(head), rest, value)
         table[head] = value
         src[(section, head)] = f"override {ov}"
     sections = {}
@@ -360,9 +398,18 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
         sections[name] = _build(cls, name, table, lambda k, n=name: src.get((n, k), f"{fname}: [{n}] {k}"), errors)
     if not errors:
         errors += _cross_checks(sections, src)
+    if not errors:  # still before any model loads
+        errors += _grader_checks(sections["grader"], base_dir, f"{fname}: [grader]")
     if errors:
         raise ConfigError("\n".join(errors))
     return Job(**sections, base_dir=base_dir)
+
+
+def _merged(table: Any, keys: list[str], value: Any) -> dict:
+    """A copy of ``table`` (a dict, else {}) with ``value`` set at the nested path ``keys``."""
+    out = dict(table) if isinstance(table, dict) else {}
+    out[keys[0]] = _merged(out.get(keys[0]), keys[1:], value) if len(keys) > 1 else value
+    return out
 
 
 def _parse_override(ov: str) -> tuple[str, str, Any]:
@@ -401,6 +448,11 @@ def _build(cls: type, dotted: str, table: dict, where: Callable[[str], str], err
                 value = _build(LoraConfig, name, value, lambda k, w=where(key): f"{w}: lora.{k}", errors)
                 if len(errors) > n_before:
                     continue
+            elif hints[key] == dict[str, GraderConfig]:  # multi's sub-graders: tables like [grader] itself
+                n_before = len(errors)
+                value = _build_graders(value, where(key), errors)
+                if len(errors) > n_before:
+                    continue
             else:
                 value = _coerce(hints[key], value)
                 _check_value(name, value)
@@ -414,7 +466,27 @@ def _build(cls: type, dotted: str, table: dict, where: Callable[[str], str], err
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string (in quotes)", bool: "true or false"}
 
 
+def grader_from_dict(table: dict, where: str) -> GraderConfig:
+    """A checked GraderConfig from a [grader]-shaped table (a grader JSON file); ``where`` names its source."""
+    errors: list[str] = []
+    cfg = _build(GraderConfig, "grader", table, lambda k: f"{where}: {k} = {table[k]!r}", errors)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return cfg
+
+
+def _build_graders(value: Any, where: str, errors: list[str]) -> dict[str, GraderConfig]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise _Bad("expected named tables, e.g. [grader.graders.correct] with keys like [grader]'s")
+    at = where.split(" = ", 1)[0]  # "job.toml:7: [grader] graders", without the value
+    return {n: _build(GraderConfig, "grader", t, lambda k, n=n: f"{at}.{n}.{k}", errors) for n, t in value.items()}
+
+
 def _coerce(hint: Any, value: Any) -> Any:
+    if hint == dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _Bad(f"expected a table, e.g. {{ type = \"object\" }}, got {type(value).__name__} {value!r}")
+        return dict(value)
     if hint == list[str]:
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
             raise _Bad(f"expected a list of strings like [\"a\", \"b\"], got {value!r}")
@@ -453,9 +525,23 @@ def _cross_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list[st
             out.append(f"{at}: not a valid regular expression ({e}); fix the pattern")
         if not g.pattern:
             out.append(f"{where}: grader type 'regex' needs grader.pattern; fix: set pattern = \"...\"")
-    if g.type == "python" and not g.function:
-        out.append(f"{where}: grader type 'python' needs grader.function; fix: set function = \"graders.py:score\"")
+    if g.type == "python" and not g.function and not g.source:
+        out.append(
+            f"{where}: grader type 'python' needs grader.function (trusted, in-process) or grader.source (sandboxed); "
+            f"fix: set function = \"graders.py:score\""
+        )
     return out
+
+
+def _grader_checks(g: GraderConfig, base_dir: str, where: str) -> list[str]:
+    """The whole grader spec (files, sub-graders, formulas, templates), checked by building it."""
+    from rlft.rewards.graders import make_grader  # lazy: the graders import this module
+
+    try:
+        make_grader(g, base_dir)
+    except ConfigError as e:
+        return [f"{where}: {e}"]
+    return []
 
 
 def _key_lines(text: str) -> dict[tuple[str, ...], int]:
@@ -483,6 +569,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")  # JSON escapes are TOML escapes
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # grader.graders, grader.schema: an inline table with quoted keys
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + " }"
     if dataclasses.is_dataclass(v):
         return "{ " + ", ".join(f"{f.name} = {_toml_value(getattr(v, f.name))}" for f in dataclasses.fields(v)) + " }"
     raise TypeError(f"cannot write {type(v).__name__} {v!r} as TOML")

@@ -7,16 +7,24 @@ any model is loaded) and handed over in one ``Run``; the loops stay about the al
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
+import os
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from rlft import checkpoint
-from rlft.config import Job, job_to_toml
+from rlft.config import ConfigError, Job, job_to_toml
 from rlft.data import load_items
 from rlft.eval import evaluate
 from rlft.models import build_tiny_model, check_model_dir, encode_prompt, load_model, load_tokenizer, pick_device, pick_dtype, save_final
@@ -38,7 +46,95 @@ class Run:
     eval_items: list[dict]
     eval_prompts: list[list[int]]
     sampler: HFSampler
+    resume_from: Path | None = None  # the verified checkpoint this run continues, if any
+    resume_state: dict = field(default_factory=dict)
+    skips_in_a_row: int = 0
+    skips_total: int = 0
+    interrupts: Interrupts = field(default_factory=lambda: Interrupts())
     started: float = field(default_factory=time.time)
+
+
+class RunStopped(RuntimeError):
+    """The run stopped early on purpose (an interrupt, repeated non-finite updates) after saving
+    a checkpoint; the message says where it stands and how to go on."""
+
+    def __init__(self, message: str, exit_code: int = 3):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Interrupts:
+    """Within ``with``: the first Ctrl-C (or SIGTERM) asks the loop to finish its step, save a
+    checkpoint and stop; a second one stops at once (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict = {}
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\nrlft: {self.requested}: finishing this step and saving a checkpoint; "
+              f"press Ctrl-C again to stop at once", file=sys.stderr)
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
+            self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+
+# Settings that do not change what a run computes: a resume may change these freely.
+NOT_RESULT = {"data.eval", "data.eval_size", "data.max_errors"}
+RESULT_SECTIONS = ("model", "data", "grader", "algorithm", "sampling", "optim")
+
+
+def fingerprint(job: Job) -> dict[str, Any]:
+    """The settings that decide a run's result, flattened (``"optim.lr": 0.0001``), plus the
+    seed and the SHA-256 of a local training file, as JSON values. ``optim.steps`` only counts
+    when the learning-rate schedule depends on it."""
+    out: dict[str, Any] = {"run.seed": job.run.seed}
+    for section in RESULT_SECTIONS:
+        for key, value in dataclasses.asdict(getattr(job, section)).items():
+            if f"{section}.{key}" not in NOT_RESULT:
+                out[f"{section}.{key}"] = value
+    if job.optim.schedule == "constant":  # the learning rate does not depend on the step count:
+        del out["optim.steps"]  # running a finished run longer gives what a longer run would
+    train = Path(resolve(job, job.data.train)) if job.data.train else None
+    if train is not None and train.is_file():
+        with open(train, "rb") as f:
+            out["data.train_sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
+    return json.loads(json.dumps(out))
+
+
+def check_resume(job: Job, out: Path) -> tuple[Path | None, dict]:
+    """The newest complete checkpoint under ``out`` and its state, or (None, {}). Refuses (a
+    ConfigError listing each change) when it was made with settings that change the result,
+    unless ``run.force_resume``."""
+    path = checkpoint.latest(out)
+    if path is None:
+        return None, {}
+    state = checkpoint.read_state(path)
+    saved, now = state.get("fingerprint", {}), fingerprint(job)
+    changed = [f"  {k}: {saved.get(k, '(unset)')!r} -> {now.get(k, '(unset)')!r}"
+               for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if changed and not job.run.force_resume:
+        raise ConfigError(
+            f"{out} holds a checkpoint ({path.name}) made with other settings, and these change the result, "
+            "so resuming would mix two runs:\n" + "\n".join(changed) + "\n"
+            f"fix: restore those settings, or choose a new run.out, or set run.force_resume=true to resume anyway"
+        )
+    if changed:
+        print(f"rlft: resuming {path} with changed settings (run.force_resume):\n" + "\n".join(changed),
+              file=sys.stderr)
+    return path, state
 
 
 def resolve(job: Job, path: str) -> str:
@@ -74,11 +170,14 @@ def load_eval_items(job: Job) -> list[dict]:
     return items[: job.eval.size or None]
 
 
-def start(job: Job) -> Run:
-    """Create the run directory, write the resolved config, load model and tokenizer."""
+def start(job: Job, training: bool = True) -> Run:
+    """Create the run directory, find the checkpoint to resume from (``training``), write the
+    resolved config, load model and tokenizer."""
     out = Path(resolve(job, job.run.out))
+    resume_from, state = check_resume(job, out) if training else (None, {})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(job_to_toml(job))
+    if training:  # eval reads a run's folder; it must not overwrite that run's config
+        (out / "config.toml").write_text(job_to_toml(job))
     grader = make_grader(job.grader, job.base_dir)
     eval_items = load_eval_items(job)
     torch.manual_seed(job.run.seed)
@@ -89,10 +188,22 @@ def start(job: Job) -> Run:
     lora = None if job.model.lora is None else vars(job.model.lora)
     model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), lora=lora)
     eval_prompts = [encode_prompt(tokenizer, it[job.data.prompt]) for it in eval_items]
+    # training: logs cut back to where the checkpoint left them (or emptied); eval: appended to
+    tracker = Tracker(out, resume=state.get("tracker", {}) if training else None)
     return Run(
-        job, out, path, device, model, tokenizer, Tracker(out), grader, eval_items, eval_prompts,
-        HFSampler(model, tokenizer),
+        job, out, path, device, model, tokenizer, tracker, grader, eval_items, eval_prompts,
+        HFSampler(model, tokenizer), resume_from, state,
     )
+
+
+def resume(run: Run, optimizer, scheduler) -> dict:
+    """Restore the checkpoint ``start`` chose into model, optimizer, scheduler and RNG; its
+    state ({} for a fresh run)."""
+    if run.resume_from is None:
+        return {}
+    state = checkpoint.load(run.resume_from, run.model, optimizer, scheduler)
+    run.skips_in_a_row, run.skips_total = state.get("skips_in_a_row", 0), state.get("skips_total", 0)
+    return state
 
 
 @functools.lru_cache(maxsize=4)
@@ -137,18 +248,67 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
     return metrics
 
 
-def periodic(run: Run, step: int, state: dict, optimizer, scheduler) -> dict[str, float]:
-    """After each step: evaluate and checkpoint when their intervals say so."""
-    job, metrics = run.job, {}
+def save_checkpoint(run: Run, step: int, state: dict, optimizer, scheduler) -> Path:
+    state = {
+        **state, "fingerprint": fingerprint(run.job), "tracker": run.tracker.offsets(step),
+        "skips_in_a_row": run.skips_in_a_row, "skips_total": run.skips_total,
+    }
+    return checkpoint.save(run.out, step, run.model, optimizer, scheduler, state, keep=run.job.run.keep_checkpoints)
+
+
+def after_step(run: Run, step: int, metrics: dict, samples: list[dict], state: dict, optimizer, scheduler,
+               sample_ids: list[str]) -> dict[str, float]:
+    """After each step: count skipped updates, log, evaluate and checkpoint when their intervals
+    say so, and stop (with a checkpoint) on an interrupt or too many skipped updates in a row."""
+    job = run.job
+    skipped = bool(metrics.get("skipped_update"))
+    run.skips_in_a_row = run.skips_in_a_row + 1 if skipped else 0
+    run.skips_total += skipped
+    metrics["skipped_updates"] = float(run.skips_total)
+    if (rss := _rss_mb()) is not None:
+        metrics["memory/rss_mb"] = rss
+    run.tracker.log(step, metrics)
+    run.tracker.log_samples(step, samples)
     if job.eval.every and step % job.eval.every == 0 and step < job.optim.steps:
-        metrics = run_eval(run, step)
-    if job.run.checkpoint_every and step % job.run.checkpoint_every == 0:
-        checkpoint.save(run.out, step, run.model, optimizer, scheduler, state)
+        metrics = {**metrics, **run_eval(run, step)}
+    too_many = job.optim.max_skipped_updates and run.skips_in_a_row >= job.optim.max_skipped_updates
+    if (job.run.checkpoint_every and step % job.run.checkpoint_every == 0) or too_many or run.interrupts.requested:
+        path = save_checkpoint(run, step, state, optimizer, scheduler)
+        if too_many:
+            shown = ", ".join(sample_ids[:8]) + (f" and {len(sample_ids) - 8} more" if len(sample_ids) > 8 else "")
+            raise RunStopped(
+                f"stopped at step {step}: {run.skips_in_a_row} updates in a row were skipped because the loss or "
+                f"gradient norm was not finite (loss {metrics.get('loss')}, grad_norm {metrics.get('grad_norm')}); "
+                f"the last batch's samples: {shown}; checkpoint to debug from: {path}. Fix: lower optim.lr or "
+                f"check those samples and the grader; optim.max_skipped_updates sets the limit (0 = never stop)"
+            )
+        if run.interrupts.requested:
+            raise RunStopped(
+                f"stopped by {run.interrupts.requested} after step {step}; checkpoint saved at {path}; "
+                f"run the same command again to resume", exit_code=130,
+            )
     return metrics
 
 
-def finish(run: Run, step: int, summary: dict) -> dict:
-    """Final evaluation, the model in Hugging Face format under final/, a summary.json."""
+def _rss_mb() -> float | None:
+    """Resident memory of this process in MiB (Linux), for the memory/rss_mb metric."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def finish(run: Run, step: int, summary: dict, state: dict, optimizer, scheduler) -> dict:
+    """A checkpoint of the last step, the final evaluation, the model in Hugging Face format
+    under final/, a summary.json. Rerunning a finished run returns its summary."""
+    done = run.out / "summary.json"
+    if run.resume_state.get("step") == step and done.exists():
+        run.tracker.close()
+        return json.loads(done.read_text())
+    if not (run.out / "checkpoints" / f"step_{step}" / checkpoint.MANIFEST).exists():
+        save_checkpoint(run, step, state, optimizer, scheduler)
     summary = {**summary, **run_eval(run, step)}
     save_final(run.model, run.tokenizer, run.out / "final")
     summary["wall_seconds"] = time.time() - run.started

@@ -18,16 +18,25 @@ class Tracker:
     """Appends to out_dir/metrics.jsonl and out_dir/samples.jsonl (flushed on every call, so a
     crashed run keeps its history) and, when ``tensorboard``, writes scalars to out_dir/tb."""
 
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True, resume: dict | None = None) -> None:
+        """``resume``: the ``offsets()`` saved with the checkpoint a run resumes from; the logs
+        are cut back to them, so rows written after that checkpoint are not repeated. A run
+        that starts fresh (``resume`` None) starts with empty logs."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")
-        self._samples = open(self.out_dir / "samples.jsonl", "a", encoding="utf-8")
+        resume = resume or {}
+        self._metrics = _reopen(self.out_dir / "metrics.jsonl", resume.get("metrics.jsonl", 0))
+        self._samples = _reopen(self.out_dir / "samples.jsonl", resume.get("samples.jsonl", 0))
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard import is slow
 
-            self._tb = SummaryWriter(log_dir=str(self.out_dir / "tb"))
+            # purge_step: TensorBoard hides events the earlier attempt wrote past the checkpoint
+            self._tb = SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=resume.get("step", 0) + 1)
+
+    def offsets(self, step: int) -> dict[str, int]:
+        """Where the logs end now, to be saved with a checkpoint of ``step``."""
+        return {"metrics.jsonl": self._metrics.tell(), "samples.jsonl": self._samples.tell(), "step": step}
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """One JSON line {"step": step, **metrics}; each metric as a TensorBoard scalar."""
@@ -55,3 +64,11 @@ class Tracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reopen(path: Path, size: int):
+    """``path`` opened for appending after cutting it to ``size`` bytes."""
+    f = open(path, "a+b")
+    f.truncate(size)
+    f.close()
+    return open(path, "a", encoding="utf-8")

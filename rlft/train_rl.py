@@ -24,7 +24,6 @@ from collections import Counter
 
 import torch
 
-from rlft import checkpoint
 from rlft.algos.advantages import ADVANTAGES, group_stats
 from rlft.config import Job
 from rlft.data import DataError, collate, load_items
@@ -33,7 +32,7 @@ from rlft.models import encode_prompt, load_model, pick_dtype
 from rlft.progress import Progress
 from rlft.rollout.runner import run_groups
 from rlft.rollout.sampler import SamplingParams
-from rlft.run import finish, item_order, periodic, start, step_generator
+from rlft.run import after_step, finish, item_order, resume, start, step_generator
 
 
 def encode_prompts(job: Job, items: list[dict], tokenizer) -> list[list[int]]:
@@ -69,10 +68,9 @@ def train(job: Job) -> dict:
         dtype = pick_dtype(job.model.dtype, run.device)
         reference = load_model(run.model_path, device=run.device, dtype=dtype, trainable=False)
     optimizer, scheduler = make_optimizer(run.model, job.optim)
-    first = 0
-    if (ckpt := checkpoint.latest(run.out)) is not None:
-        state = checkpoint.load(ckpt, run.model, optimizer, scheduler)
-        first, run.sampler.version = state["step"], state["sampler_version"]
+    state = resume(run, optimizer, scheduler)
+    first = state.get("step", 0)
+    run.sampler.version = state.get("sampler_version", 0)
 
     advantages = ADVANTAGES[algo.name]
     params = SamplingParams(
@@ -83,7 +81,7 @@ def train(job: Job) -> dict:
         kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
         temperature=sampling.temperature or 1.0, max_tokens=sampling.max_new_tokens,
     )
-    with Progress(job.optim.steps, job.algorithm.name, enabled=job.run.progress, start=first) as bar:
+    with run.interrupts, Progress(job.optim.steps, algo.name, enabled=job.run.progress, start=first) as bar:
         for step in range(first + 1, job.optim.steps + 1):
             t_step = time.perf_counter()
             # 1-3. P problems, G attempts each, from a sampler holding the learner's weights
@@ -124,12 +122,14 @@ def train(job: Job) -> dict:
             # 11. log
             metrics |= step_metrics(trajectories, rewards_P_G, valid_P_G, len(kept), time.perf_counter() - t_step)
             metrics |= times | {"time/learn": time.perf_counter() - t_learn}
-            run.tracker.log(step, metrics)
-            run.tracker.log_samples(step, transcripts(groups, adv_P_G, job.run.log_samples))
             state = {"sampler_version": run.sampler.version, "data_position": step * P}
-            metrics |= periodic(run, step, state, optimizer, scheduler)
+            samples = transcripts(groups, adv_P_G, job.run.log_samples)
+            ids = [f"{items[i]['_source']}:{items[i]['_line']}" for i in idx]
+            metrics = after_step(run, step, metrics, samples, state, optimizer, scheduler, ids)
             bar.update(step, metrics)
-    return finish(run, job.optim.steps, {"kind": "rl", "algorithm": algo.name, "steps": job.optim.steps})
+    state = {"sampler_version": run.sampler.version, "data_position": job.optim.steps * P}
+    summary = {"kind": "rl", "algorithm": algo.name, "steps": job.optim.steps}
+    return finish(run, job.optim.steps, summary, state, optimizer, scheduler)
 
 
 def step_metrics(trajectories, rewards_P_G, valid_P_G, n_kept: int, seconds: float) -> dict[str, float]:

@@ -8,13 +8,12 @@ DESIGN.md §4 steps 6, 8, 9 and 11 of the RL loop, fed with demonstrations inste
 
 from __future__ import annotations
 
-from rlft import checkpoint
 from rlft.config import Job
 from rlft.data import DataError, collate, load_items
 from rlft.learner import LossSettings, make_optimizer, update
 from rlft.models import encode_completion, encode_prompt
 from rlft.progress import Progress
-from rlft.run import finish, item_order, periodic, start
+from rlft.run import after_step, finish, item_order, resume, start
 from rlft.types import Trajectory
 
 
@@ -55,12 +54,10 @@ def train(job: Job) -> dict:
     run = start(job)
     examples = demonstrations(job, items, run.tokenizer)
     optimizer, scheduler = make_optimizer(run.model, job.optim)
-    first = 0
-    if (ckpt := checkpoint.latest(run.out)) is not None:
-        first = checkpoint.load(ckpt, run.model, optimizer, scheduler)["step"]
+    first = resume(run, optimizer, scheduler).get("step", 0)
     loss = LossSettings()  # advantage 1, on-policy form: the NLL
     bs = job.optim.batch_size
-    with Progress(job.optim.steps, "sft", enabled=job.run.progress, start=first) as bar:
+    with run.interrupts, Progress(job.optim.steps, "sft", enabled=job.run.progress, start=first) as bar:
         for step in range(first + 1, job.optim.steps + 1):
             idx = [item_order(len(examples), job.run.seed, pos) for pos in range((step - 1) * bs, step * bs)]
             batch = collate([examples[i] for i in idx], [1.0] * bs, run.tokenizer.pad_token_id)
@@ -68,7 +65,9 @@ def train(job: Job) -> dict:
             scheduler.step()
             metrics["tokens"] = float(batch.loss_mask_BT.sum())
             metrics["epoch"] = step * bs / len(examples)
-            run.tracker.log(step, metrics)
-            metrics |= periodic(run, step, {"data_position": step * bs}, optimizer, scheduler)
+            ids = [f"{items[i]['_source']}:{items[i]['_line']}" for i in idx]
+            metrics = after_step(run, step, metrics, [], {"data_position": step * bs}, optimizer, scheduler, ids)
             bar.update(step, metrics)
-    return finish(run, job.optim.steps, {"kind": "sft", "steps": job.optim.steps, "examples": len(examples)})
+    summary = {"kind": "sft", "steps": job.optim.steps, "examples": len(examples)}
+    state = {"data_position": job.optim.steps * bs}
+    return finish(run, job.optim.steps, summary, state, optimizer, scheduler)
