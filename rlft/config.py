@@ -120,6 +120,27 @@ class GraderConfig:
 
 
 @dataclass(frozen=True)
+class WorldConfig:
+    """A multi-turn world instead of [data] and [grader] (rlft.envs.worlds): tool-using episodes
+    on a SQLite database, rewarded by its end state."""
+
+    name: str = ""
+    """A built-in world (retail) or a world folder relative to the job file; empty = a single-turn job."""
+    split: str = "train"
+    """The task file trained on (tasks/SPLIT.jsonl in the world folder)."""
+    eval_split: str = "eval"
+    """The held-out task file (rlft world eval); empty = none."""
+    view: str = "full"
+    """Which view of tool results the agent sees: "full" or one of the world's views.toml tables."""
+    tool_format: str = "auto"
+    """How tool calls are written, a key of rlft.envs.tools.TOOL_FORMATS or auto (hermes when the chat template takes tools, else compact)."""
+    max_turns: int = 8
+    """Policy replies per episode before it is cut (stop reason max_turns)."""
+    partial_credit: bool = False
+    """Reward the fraction of end-state checks that pass instead of all-or-nothing."""
+
+
+@dataclass(frozen=True)
 class AlgorithmConfig:
     """The RL algorithm (rlft.algos)."""
 
@@ -229,6 +250,7 @@ class Job:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     grader: GraderConfig = field(default_factory=GraderConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -275,6 +297,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.micro_batch_size": (lambda v: v >= 0, ">= 0 (0 = whole batch)"),
     "optim.max_skipped_updates": (lambda v: v >= 0, ">= 0 (0 = never stop)"),
     "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 = keep all)"),
+    "world.max_turns": (lambda v: v >= 1, ">= 1"),
     "eval.every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
     "eval.size": (lambda v: v >= 0, ">= 0 (0 = all)"),
     "eval.samples": (lambda v: v >= 1, ">= 1"),
@@ -302,6 +325,7 @@ _CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "algorithm.name": ("algorithm", _table("rlft.algos.advantages", "ADVANTAGES")),
     "algorithm.kl_estimator": ("KL estimator", _table("rlft.algos.losses", "KL_ESTIMATORS")),
     "algorithm.aggregation": ("aggregation", _table("rlft.algos.losses", "AGGREGATIONS")),
+    "world.tool_format": ("tool-call format", lambda: ["auto", *_table("rlft.envs.tools", "TOOL_FORMATS")()]),
     "optim.schedule": ("learning-rate schedule", _table("rlft.learner", "SCHEDULES")),
     "grader.type": ("grader type", _table("rlft.rewards.graders", "GRADERS")),
     "grader.normalize": ("normalize option", _table("rlft.rewards.graders", "NORMALIZERS")),

@@ -1,8 +1,9 @@
-"""Held-out evaluation: mean reward, pass@1 and pass@k.
+"""Held-out evaluation: mean reward, pass@1, pass@k and pass^k.
 
 An attempt *passes* when its reward is at least 1 (the grader fully accepts it). pass@k uses
 the unbiased estimator of Chen et al. 2021 (Codex): 1 - C(n - c, k) / C(n, k) with n samples
-of which c pass.
+of which c pass. pass^k (τ-bench, Yao et al. 2024) is the chance that *all* k attempts pass —
+what a business relying on the agent needs — estimated without bias by C(c, k) / C(n, k).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """Chance that all of k attempts drawn without replacement from n (c of which pass) pass."""
+    assert 0 <= c <= n and 1 <= k <= n, f"need 0 <= c={c} <= n={n} and 1 <= k={k} <= n"
+    return comb(c, k) / comb(n, k)
+
+
 def score(rewards_P_N: Sequence[Sequence[float]], k: int) -> dict[str, float]:
     """Metrics over P prompts with N >= k rewards each."""
     passes_P = [sum(r >= 1.0 for r in rewards) for rewards in rewards_P_N]
@@ -35,6 +42,7 @@ def score(rewards_P_N: Sequence[Sequence[float]], k: int) -> dict[str, float]:
     }
     if k > 1:
         out[f"pass@{k}"] = sum(pass_at_k(n, c, k) for c in passes_P) / len(passes_P)
+        out[f"pass^{k}"] = sum(pass_hat_k(n, c, k) for c in passes_P) / len(passes_P)
     return out
 
 

@@ -27,6 +27,7 @@ import torch
 from rlft.algos.advantages import ADVANTAGES, group_stats
 from rlft.config import Job
 from rlft.data import DataError, collate, load_items
+from rlft.envs.worlds.rollout import WorldRollout
 from rlft.learner import LossSettings, fill_logprobs, make_optimizer, update
 from rlft.models import encode_prompt, load_model, pick_dtype
 from rlft.progress import Progress
@@ -57,12 +58,14 @@ def encode_prompts(job: Job, items: list[dict], tokenizer) -> list[list[int]]:
 def train(job: Job) -> dict:
     algo, sampling = job.algorithm, job.sampling
     P, G = algo.prompts_per_step, algo.group_size
-    items = load_items(
+    world = WorldRollout(job) if job.world.name else None  # [world]: multi-turn episodes, end-state rewards
+    items = world.items if world else load_items(
         job.data.train, required=[job.data.prompt], prompt_field=job.data.prompt,
         base_dir=job.base_dir, max_errors=job.data.max_errors,
     )
     run = start(job)
-    prompts = encode_prompts(job, items, run.tokenizer)
+    prompts = [[]] * len(items) if world else encode_prompts(job, items, run.tokenizer)
+    rollout = world.run_groups if world else run_groups
     reference = None
     if algo.kl_coef > 0:
         dtype = pick_dtype(job.model.dtype, run.device)
@@ -89,7 +92,7 @@ def train(job: Job) -> dict:
                 f"stale sampler: weights version {run.sampler.version}, learner at {step - 1}"
             )
             idx = [item_order(len(items), job.run.seed, pos) for pos in range((step - 1) * P, step * P)]
-            groups, times = run_groups(
+            groups, times = rollout(
                 run.sampler, [items[i] for i in idx], [prompts[i] for i in idx], run.grader, G, params,
                 step_generator(job.run.seed, step),
             )

@@ -125,7 +125,7 @@ def _load_tasks(path: Path, tools: dict[str, Callable]) -> list[dict]:
         for a in task.get("gold_actions", []):
             if a.get("name") not in tools:
                 errors.append(f"{path}:{i}: gold action {a.get('name')!r} is not a tool; tools: {', '.join(tools)}")
-        tasks.append(task)
+        tasks.append({**task, "_source": str(path), "_line": i})  # where it came from, for messages
     if errors:
         raise WorldError("\n".join(errors[:20]))
     return tasks

@@ -1,0 +1,63 @@
+"""The RL loop on a world job: multi-turn episodes on the retail world with a tiny model.
+
+Run: OMP_NUM_THREADS=1 python -m pytest -q tests/test_world_loop.py
+"""
+
+import json
+
+import pytest
+import torch
+
+from rlft import train_rl
+from rlft.config import ConfigError, load_job
+from rlft.envs.worlds.rollout import WorldRollout, evaluate_world
+from rlft.eval import pass_hat_k, score
+from rlft.rollout.sampler import HFSampler, SamplingParams
+
+
+def world_job(tiny_dir, out, *overrides):
+    return load_job(None, [
+        f"model.path={tiny_dir}", "model.max_length=2048", "world.name=retail", "world.max_turns=2",
+        "algorithm.prompts_per_step=2", "algorithm.group_size=3", "sampling.max_new_tokens=6",
+        "sampling.temperature=1.5", "optim.lr=1e-2", "optim.steps=2", "run.progress=false", f"run.out={out}",
+        *overrides,
+    ])
+
+
+def test_rl_on_a_world_runs_multi_turn_episodes(tiny_dir, tmp_path):
+    summary = train_rl.train(world_job(tiny_dir, tmp_path / "r", "algorithm.drop_zero_advantage=false",
+                                       "world.partial_credit=true"))
+    assert summary["kind"] == "rl"
+    rows = [json.loads(line) for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "kept_sequences" in r]
+    assert len(steps) == 2 and all(r["kept_sequences"] == 6 for r in steps)
+    assert all(torch.isfinite(torch.tensor(v)).item() for r in steps for v in r.values())
+    stops = {k for r in steps for k in r if k.startswith("stop/")}
+    assert stops <= {"stop/env_done", "stop/length", "stop/max_turns"}
+    samples = [json.loads(line) for line in (tmp_path / "r/samples.jsonl").read_text().splitlines()]
+    assert samples and all(s["item"]["id"].startswith("train-") and s["turns"] >= 1 for s in samples)
+
+
+def test_world_evaluation_reports_pass_hat_k(tiny, tmp_path):
+    model, tok = tiny
+    rollout = WorldRollout(world_job("tiny", tmp_path, "eval.size=3"))
+    metrics = evaluate_world(rollout, HFSampler(model, tok), "eval", SamplingParams(max_new_tokens=4), 2, seed=0)
+    assert metrics["tasks"] == 3 and {"pass@1", "pass@2", "pass^2", "violation_rate"} <= set(metrics)
+    assert metrics["pass^2"] <= metrics["pass@1"] <= metrics["pass@2"]
+
+
+def test_pass_hat_k_by_hand():
+    # n=4 attempts, c=2 pass: pass^2 = C(2,2)/C(4,2) = 1/6; pass^1 = pass@1 = 2/4
+    assert pass_hat_k(4, 2, 2) == pytest.approx(1 / 6)
+    assert pass_hat_k(4, 2, 1) == pytest.approx(0.5) and pass_hat_k(4, 1, 2) == 0.0
+    assert score([[1, 1, 1, 1], [1, 0, 0, 0]], 2)["pass^2"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("world.name=atlantis", "built-in worlds are retail"),
+    ("world.view=tiny", "views: full, minimal"),
+    ("world.split=test", "has task files eval, train"),
+])
+def test_world_job_errors_before_the_model_loads(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        WorldRollout(world_job("tiny", tmp_path, override))
