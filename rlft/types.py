@@ -6,6 +6,8 @@ Shape suffixes are part of names: ``P`` prompts per step, ``G`` samples per prom
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -20,9 +22,22 @@ StopReason = Literal["eos", "stop", "length", "max_turns", "env_done", "error"]
 
 @dataclass(frozen=True)
 class Sample:
-    """What a grader sees of one attempt (the ``sample`` in ``grader(sample, item)``)."""
+    """What a grader sees of one attempt (the ``sample`` in ``grader(sample, item)``).
+
+    The names follow OpenAI's grader templates (``{{sample.output_text}}`` ...).
+    ``output_tools`` holds the attempt's tool calls, ``{"name": ..., "arguments": {...}}``.
+    """
 
     output_text: str
+    output_tools: tuple[dict[str, Any], ...] = ()
+
+    @functools.cached_property
+    def output_json(self) -> Any:
+        """``output_text`` parsed as JSON, or None when it is not JSON (that is a score, not an error)."""
+        try:
+            return json.loads(self.output_text)
+        except ValueError:
+            return None
 
 
 @dataclass

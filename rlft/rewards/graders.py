@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlft.config import ConfigError, GraderConfig
+from rlft.rewards import checks, specs
 from rlft.types import Sample
 
 Grader = Callable[[Sample, dict], float]
@@ -230,51 +231,75 @@ def _python_grader_from_spec(spec: str, base_dir: str) -> PythonGrader:
     return PythonGrader(spec, base_dir, load_function(spec, base_dir))
 
 
-# --- factories: (cfg, base_dir) -> Grader ----------------------------------------------------
+# --- factories: (cfg, base_dir, where) -> Grader; ``where`` names the table in messages ----------
 
 
-def exact(cfg: GraderConfig, base_dir: Path) -> Grader:
-    return ExactMatch(cfg.reference, tuple(cfg.normalize))
+def _field(cfg: GraderConfig) -> str:
+    return cfg.reference or "answer"
 
 
-def contains(cfg: GraderConfig, base_dir: Path) -> Grader:
-    return Contains(cfg.reference, tuple(cfg.normalize))
+def exact(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
+    return ExactMatch(_field(cfg), tuple(cfg.normalize))
 
 
-def numeric(cfg: GraderConfig, base_dir: Path) -> Grader:
-    return NumericMatch(cfg.reference, cfg.tolerance, cfg.rel_tolerance)
+def contains(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
+    return Contains(_field(cfg), tuple(cfg.normalize))
 
 
-def regex(cfg: GraderConfig, base_dir: Path) -> Grader:
+def numeric(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
+    return NumericMatch(_field(cfg), cfg.tolerance, cfg.rel_tolerance)
+
+
+def regex(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
     if not cfg.pattern:
-        raise ConfigError("grader.pattern is empty; the regex grader needs one, e.g. pattern = \"\\\\bParis\\\\b\"")
+        raise ConfigError(f"{where}.pattern is empty; the regex grader needs one, e.g. pattern = \"\\\\bParis\\\\b\"")
     try:
         return RegexMatch(re.compile(cfg.pattern))
     except re.error as e:
-        msg = f"grader.pattern = {cfg.pattern!r}: not a valid regular expression: {e}; fix the pattern"
+        msg = f"{where}.pattern = {cfg.pattern!r}: not a valid regular expression: {e}; fix the pattern"
         raise ConfigError(msg) from None
 
 
-def python(cfg: GraderConfig, base_dir: Path) -> Grader:
+def python(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
+    """``function``: a trusted function called in-process; ``source``: OpenAI's format, sandboxed."""
+    if cfg.function and cfg.source:
+        raise ConfigError(f"{where}: set either function (trusted, in-process) or source (sandboxed), not both")
+    if cfg.source:
+        return specs.python_source(cfg, base_dir, where)
     if not cfg.function:
-        raise ConfigError("grader.function is empty; the python grader needs one, e.g. function = \"graders.py:score\"")
+        raise ConfigError(f"{where}.function is empty; the python grader needs one, e.g. function = \"graders.py:score\" "
+                          f"(or source = \"def grade(sample, item): ...\" to run it sandboxed)")
     return _python_grader_from_spec(cfg.function, str(base_dir))
 
 
-def make_grader(cfg: GraderConfig, base_dir: str | Path = ".") -> Grader:
-    """The grader ``cfg`` describes; relative paths (python graders) resolve against ``base_dir``."""
+def make_grader(cfg: GraderConfig, base_dir: str | Path = ".", where: str = "grader") -> Grader:
+    """The grader ``cfg`` describes; relative paths (files, python graders) resolve against ``base_dir``."""
+    base_dir = Path(base_dir)
+    if cfg.file:  # messages then say "grader.json: grader.calculate_output = ..."
+        name = Path(cfg.file).name
+        cfg, base_dir = specs.file_grader(cfg, base_dir, where)
+        where = f"{name}: grader"
     if cfg.type not in GRADERS:
-        raise ConfigError(f"grader.type = {cfg.type!r}: unknown grader; valid: {', '.join(GRADERS)}")
+        planned = f"not supported yet: {specs.PLANNED[cfg.type]}; " if cfg.type in specs.PLANNED else "unknown grader; "
+        raise ConfigError(f"{where}.type = {cfg.type!r}: {planned}valid: {', '.join(GRADERS)}")
     unknown = [n for n in cfg.normalize if n not in NORMALIZERS]
     if unknown:
-        raise ConfigError(f"grader.normalize: unknown option(s) {unknown}; valid: {', '.join(NORMALIZERS)}")
-    return GRADERS[cfg.type](cfg, Path(base_dir))
+        raise ConfigError(f"{where}.normalize: unknown option(s) {unknown}; valid: {', '.join(NORMALIZERS)}")
+    return GRADERS[cfg.type](cfg, base_dir, where)
 
 
-GRADERS: dict[str, Callable[[GraderConfig, Path], Grader]] = {
+# type -> factory; rlft.rewards.judge adds score_model / label_model here (specs.PLANNED until then)
+GRADERS: dict[str, Callable[[GraderConfig, Path, str], Grader]] = {
     "exact": exact,
     "numeric": numeric,
     "regex": regex,
     "contains": contains,
     "python": python,
+    "string_check": specs.string_check,
+    "text_similarity": specs.text_similarity,
+    "multi": specs.multi,
+    "math": checks.math,
+    "json_schema": checks.json_schema,
+    "length_penalty": checks.length_penalty,
+    "format_penalty": checks.format_penalty,
 }
