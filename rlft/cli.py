@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     _job_parser(sub, "eval", "score a model on a dataset: mean reward, pass@1, pass@k",
                 "Score model.path on data.eval (data.train when eval is empty) with [grader], "
                 "eval.samples attempts per prompt; writes eval.json in run.out.")
+    w = sub.add_parser("world", help="check a world's tasks, or score a model in a world",
+                       description="Multi-turn worlds on SQLite (rlft.envs.worlds).")
+    wsub = w.add_subparsers(dest="world_command", required=True)
+    c = wsub.add_parser("check", help="prove every task solvable (gold actions score 1) and not trivial (doing nothing scores 0)")
+    c.add_argument("world", help="a built-in world name (retail) or a world folder")
+    _job_parser(wsub, "eval", "score model.path on the world's held-out tasks: pass@1, pass@k, pass^k, violations",
+                "Play eval.samples episodes of every task in [world] eval_split; writes world_eval.json in run.out.")
     return parser
 
 
@@ -83,7 +90,16 @@ def main(argv: list[str] | None = None) -> int:
 
             quickstart(args.out, seed=args.seed, fast=args.fast, progress=not args.no_progress)
             return 0
+        if args.command == "world" and args.world_command == "check":
+            from rlft.envs.worlds.check import main as world_check
+
+            return world_check([args.world])
         job = load_job(args.job, args.overrides)
+        if args.command == "world":
+            from rlft.envs.worlds.rollout import world_eval
+
+            print(json.dumps(world_eval(job), indent=2))
+            return 0
         if args.command == "train":
             from rlft.train_rl import train
         elif args.command == "sft":

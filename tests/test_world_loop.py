@@ -61,3 +61,20 @@ def test_pass_hat_k_by_hand():
 def test_world_job_errors_before_the_model_loads(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
         WorldRollout(world_job("tiny", tmp_path, override))
+
+
+def test_cli_world_check_and_eval(tiny_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from rlft.cli import main
+
+    done = subprocess.run([sys.executable, "-m", "rlft.cli", "world", "check", "retail"], capture_output=True, text=True)
+    assert done.returncode == 0 and "every task solvable" in done.stdout, done.stderr
+    assert main(["world", "eval", "-", f"model.path={tiny_dir}", "model.max_length=2048", "world.name=retail",
+                 "world.max_turns=2", "sampling.max_new_tokens=4", "eval.size=2", f"run.out={tmp_path}"]) == 2
+    job = tmp_path / "job.toml"
+    job.write_text(f'[model]\npath = "{tiny_dir}"\nmax_length = 2048\n[world]\nname = "retail"\nmax_turns = 2\n'
+                   f'[sampling]\nmax_new_tokens = 4\n[eval]\nsize = 2\n[run]\nout = "{tmp_path}"\n')
+    assert main(["world", "eval", str(job)]) == 0
+    assert json.loads((tmp_path / "world_eval.json").read_text())["tasks"] == 2

@@ -20,7 +20,7 @@ from rlft.envs.worlds.world import BUILT_IN, World, WorldError, load_world
 from rlft.eval import score as score_rewards
 from rlft.rollout.render import ChatRenderer
 from rlft.rollout.runner import Limits, run_episodes
-from rlft.rollout.sampler import SamplingParams
+from rlft.rollout.sampler import HFSampler, SamplingParams
 from rlft.run import resolve
 
 
@@ -78,3 +78,28 @@ def evaluate_world(rollout: WorldRollout, sampler, split: str, params: SamplingP
     out = score_rewards(rewards_P_N, samples)
     out |= {"violation_rate": violations / n, **{f"stop/{k}": v / n for k, v in stops.items()}, "tasks": float(len(tasks))}
     return out
+
+
+def world_eval(job: Job, split: str = "") -> dict[str, float]:
+    """``rlft world eval JOB``: score model.path on the world's held-out tasks (eval.samples
+    attempts each, eval.temperature); writes world_eval.json in run.out."""
+    import json
+    from pathlib import Path
+
+    from rlft.models import load_model, load_tokenizer, pick_device, pick_dtype
+
+    rollout = WorldRollout(job)
+    split = split or job.world.eval_split
+    if split not in rollout.world.tasks:
+        raise ConfigError(f"[world] eval_split {split!r}: world has task files {', '.join(rollout.world.tasks)}")
+    path = resolve(job, job.model.path)
+    device = pick_device(job.run.device)
+    model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), trainable=False)
+    sampler = HFSampler(model, load_tokenizer(path))
+    s = job.sampling
+    params = SamplingParams(s.max_new_tokens, job.eval.temperature, s.top_p, s.top_k, tuple(s.stop))
+    metrics = evaluate_world(rollout, sampler, split, params, job.eval.samples, job.run.seed)
+    out = Path(resolve(job, job.run.out))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "world_eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
