@@ -1,0 +1,239 @@
+"""The code sandbox (rlft/rewards/sandbox.py, code.py): real attacks, each stopped, with nothing left.
+
+    python -m pytest -q tests/test_sandbox.py        # about 20-30 s: wall-time limits are waited out
+
+Every test runs once per backend that works on this machine (bwrap, unshare); one that does not
+work is skipped with the reason. Semantics under test: model code that misbehaves scores 0.0 for
+the tests it breaks; a python grader that gives no number raises SandboxError (errored attempt).
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import threading
+import warnings
+
+import pytest
+
+from rlft.rewards import sandbox
+from rlft.rewards.code import code_grader, last_code_block, run_code_tests, run_python_grader
+from rlft.rewards.sandbox import SandboxError, SandboxLimits, UnsandboxedWarning, run
+from rlft.rewards.sandbox_check import GRADER_ATTACKS, LIMITS, TEST_ATTACKS, run_grader_attack, run_test_attack
+from rlft.types import Sample
+
+
+def _backend_param(name: str):
+    why = sandbox.probe(name)
+    return pytest.param(name, id=name, marks=pytest.mark.skipif(why is not None, reason=f"{name}: {why}"))
+
+
+BACKENDS = [_backend_param(b) for b in sandbox.BACKENDS]
+TIGHT = SandboxLimits(wall_s=3.0, cpu_s=1.0, memory_mb=512, processes=16, output_bytes=100_000, file_bytes=1_000_000)
+
+
+# --- attacks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("attack", list(TEST_ATTACKS))
+def test_model_code_attack_is_stopped(attack, backend):
+    row = run_test_attack(attack, backend)
+    assert row.ok, row
+    assert row.leftovers == 0, row
+    assert row.seconds < LIMITS.wall_s + 1.0, row  # stopped by the wall-time limit at the latest
+    if attack == "fork bomb":  # the process limit held while it ran (+1: a fork between polls)
+        assert row.peak <= LIMITS.processes + 1, row
+    if attack == "detached daemon":  # the daemon did run, and was killed with the namespace
+        assert row.peak >= 2, row
+    if attack in ("10 GiB allocation", "1 GiB of output", "TCP connect to 127.0.0.1", "read a file outside",
+                  "write a file outside", "env secrets"):
+        assert row.seconds < 1.2, row  # refused outright, not waited out
+    if attack == "10 GiB allocation":
+        assert "MemoryError" in row.stopped_by, row
+    if attack == "1 GiB of output":
+        assert row.stopped_by == "output limit (truncated)", row
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("attack", list(GRADER_ATTACKS))
+def test_grader_attack_raises(attack, backend):
+    row = run_grader_attack(attack, backend)
+    assert row.ok and row.outcome == "SandboxError" and row.leftovers == 0, row
+    assert row.seconds < LIMITS.wall_s + 1.0, row
+
+
+# --- run() -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_files_stdin_cwd_env(backend, monkeypatch):
+    monkeypatch.setenv("RLFT_TEST_SECRET", "sk-should-not-leak")
+    prog = ("import os, sys; print(os.getcwd()); print(open('data/in.txt').read()); print(sys.stdin.read()); "
+            "open('out.txt', 'w').write('ok'); print(sorted(os.environ)); sys.exit(3)")
+    r = run(["python", "-c", prog], files={"data/in.txt": "hello"}, stdin="from stdin", limits=TIGHT, backend=backend)
+    lines = r.stdout.splitlines()
+    assert (r.returncode, lines[:3]) == (3, [sandbox.SANDBOX_CWD, "hello", "from stdin"]), r
+    assert "RLFT_TEST_SECRET" not in r.stdout and "sk-should" not in r.stdout
+    assert set(eval(lines[3])) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS",
+                                   "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+    assert not r.timed_out and r.killed_reason is None and not r.output_truncated
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nothing_writable_but_the_sandbox_folder(backend):
+    prog = """
+import os
+for d in ["/", "/usr", "/etc", "/tmp", "/dev", "/proc", "/root", os.path.dirname(os.__file__), "/sandbox"]:
+    try:
+        open(os.path.join(d, "rlft-probe"), "w").close()
+        print(d, "writable")
+    except OSError as e:
+        print(d, "refused")
+"""
+    r = run(["python", "-c", prog], limits=TIGHT, backend=backend)
+    writable = [line.split()[0] for line in r.stdout.splitlines() if line.endswith(" writable")]
+    assert writable == ["/sandbox"], r
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cpu_limit_kills(backend):
+    r = run(["python", "-c", "while True: pass"], limits=SandboxLimits(wall_s=6, cpu_s=1), backend=backend)
+    assert r.killed_reason == "cpu" and not r.timed_out, r
+    assert r.returncode in (-signal.SIGXCPU, -signal.SIGKILL), r
+    assert r.wall_s < 4, r
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_wall_output_and_file_limits(backend):
+    r = run(["sleep", "30"], limits=SandboxLimits(wall_s=0.5), backend=backend)
+    assert r.timed_out and r.killed_reason == "wall" and 0.5 <= r.wall_s < 1.5, r
+    r = run(["python", "-c", "while True: print('x' * 1000)"], limits=TIGHT, backend=backend)
+    assert r.output_truncated and r.killed_reason == "output" and len(r.stdout) + len(r.stderr) <= 100_000, r
+    r = run(["python", "-c", "open('big', 'wb').write(b'x' * 2_000_000)"], limits=TIGHT, backend=backend)
+    assert r.returncode != 0 and "File too large" in r.stderr, r
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_process_limit(backend):
+    prog = ("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(5)\n"
+            "            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print(n, e.errno)")
+    r = run(["python", "-c", prog], limits=SandboxLimits(wall_s=5, processes=8), backend=backend)
+    n, errno = map(int, r.stdout.split())
+    assert errno == 11 and 4 <= n <= 8, r  # EAGAIN after at most `processes` children
+    assert r.wall_s < 3, r  # the parent exited at once; its sleeping children died with the namespace
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_runs(backend):
+    results = [None] * 4
+
+    def one(i):
+        results[i] = run(["python", "-c", f"print({i})"], limits=TIGHT, backend=backend).stdout.strip()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["0", "1", "2", "3"]
+
+
+def test_bad_arguments():
+    with pytest.raises(SandboxError, match="relative path"):
+        run(["true"], files={"../escape": "x"})
+    with pytest.raises(SandboxError, match="argv is empty"):
+        run([])
+    with pytest.raises(ValueError, match="valid: bwrap, unshare"):
+        sandbox.probe("docker")
+
+
+def test_refuses_without_a_sandbox_unless_opted_in(monkeypatch):
+    monkeypatch.setattr(sandbox, "probe", lambda b: f"{b} does not work (test)")
+    with pytest.raises(SandboxError, match=r"refusing.*install bubblewrap.*user namespaces.*allow_unsandboxed=True"):
+        run(["true"])
+    with pytest.raises(SandboxError, match="refusing"):
+        run_python_grader("def grade(s, i): return 1", {}, {})
+    for _ in range(2):  # warns on every call
+        with pytest.warns(UnsandboxedWarning, match="WITHOUT a sandbox"):
+            r = run(["python", "-c", "print('ran')"], limits=TIGHT, allow_unsandboxed=True)
+        assert r.stdout == "ran\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsandboxedWarning)
+        assert run_code_tests("def f(): return 1", "assert f() == 1", TIGHT, allow_unsandboxed=True) == 1.0
+
+
+# --- python graders --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_python_grader(backend):
+    src = "def grade(sample, item):\n    return float(sample['output_text'].strip() == item['answer'])"
+    assert run_python_grader(src, {"output_text": " 4 "}, {"answer": "4"}, TIGHT, backend=backend) == 1.0
+    assert run_python_grader(src, {"output_text": "5"}, {"answer": "4"}, TIGHT, backend=backend) == 0.0
+    assert run_python_grader("def grade(s, i): return True", {}, {}, TIGHT, backend=backend) == 1.0
+
+
+@pytest.mark.parametrize("source, error", [
+    ("def grade(s, i): raise ValueError('bad item')", "raised ValueError: bad item"),
+    ("def grade(s, i): return float('nan')", "finite number"),
+    ("def grade(s, i): return 'PASS'", "must return a finite number"),
+    ("def score(s, i): return 1", "defines no function grade"),
+    ("def grade(s, i):\n    import sys\n    sys.exit(0)", "SystemExit"),
+    ("def grade(s, i):\n    import os\n    print('1.0')\n    os._exit(0)", "no result"),
+    ("def grade(s, i): return [][1]", "IndexError"),
+])
+def test_python_grader_errors(source, error):
+    with pytest.raises(SandboxError, match=error):
+        run_python_grader(source, {"output_text": "x"}, {}, TIGHT)
+
+
+def test_python_grader_needs_json():
+    with pytest.raises(SandboxError, match="JSON-serialisable"):
+        run_python_grader("def grade(s, i): return 1", {"output_text": object()}, {})
+
+
+# --- code tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_code_tests_score_is_the_fraction_passed(backend):
+    tests = "assert add(1, 2) == 3\nassert add(2, 2) == 4\nx = 5\nassert add(x, 0) == 5\nassert add(0, 0) == 1"
+    assert run_code_tests("def add(a, b): return a + b", tests, TIGHT, backend=backend) == 0.75
+    assert run_code_tests("def add(a, b): return 3", tests, TIGHT, backend=backend) == 0.25
+    assert run_code_tests("def add(a, b) return", tests, TIGHT, backend=backend) == 0.0  # syntax error
+    funcs = "def test_one():\n    assert add(1, 1) == 2\ndef test_two():\n    assert add(1, 1) == 3\n"
+    assert run_code_tests("def add(a, b): return a + b", funcs, TIGHT, backend=backend) == 0.5
+
+
+def test_code_tests_resist_patching_the_harness():
+    tests = "assert add(1, 2) == 3\nassert sorted([2, 1]) == [0]"
+    cheats = [
+        "import builtins\nbuiltins.compile = lambda *a, **k: compile('pass', '', 'exec')\ndef add(a, b): return 0",
+        "import builtins\nbuiltins.exec = lambda *a, **k: None\ndef add(a, b): return 0",
+        "import builtins\nbuiltins.sorted = lambda x: [0]\ndef add(a, b): return 0",
+        "import os\nos.write = lambda fd, b: len(b)\ndef add(a, b): return 0",
+    ]
+    for cheat in cheats:
+        assert run_code_tests(cheat, tests, TIGHT) == 0.0, cheat
+
+
+def test_code_tests_reject_unusable_tests():
+    with pytest.raises(SandboxError, match="do not parse"):
+        run_code_tests("x = 1", "assert (")
+    with pytest.raises(SandboxError, match="no test_\\* functions and no top-level assert"):
+        run_code_tests("x = 1", "print(x)")
+
+
+def test_code_grader():
+    grader = code_grader("tests", limits=TIGHT)
+    text = "Sure:\n```python\ndef add(a, b):\n    return a + b\n```\nand a sketch:\n```\ndef add(a, b): return 0\n```"
+    assert last_code_block(text) == "def add(a, b): return 0\n"
+    item = {"tests": "assert add(1, 2) == 3"}
+    assert grader(Sample(output_text=text.split("and a sketch")[0]), item) == 1.0
+    assert grader(Sample(output_text=text), item) == 0.0
+    assert pickle.loads(pickle.dumps(grader)) == grader
+    with pytest.raises(KeyError, match="tests field 'tests' is missing.*item fields: prompt"):
+        grader(Sample(output_text=text), {"prompt": "p"})
+    with pytest.raises(ValueError, match="valid: last_code_block, output"):
+        code_grader(extract="first")
