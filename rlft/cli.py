@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     _job_parser(sub, "eval", "score a model on a dataset: mean reward, pass@1, pass@k",
                 "Score model.path on data.eval (data.train when eval is empty) with [grader], "
                 "eval.samples attempts per prompt; writes eval.json in run.out.")
+    g = _job_parser(sub, "check-grader", "score the grader on reference answers and adversarial probes (no model)",
+                    "Before spending compute: the [grader] scores each item's reference (data.completion, else "
+                    "the answer) and probes (empty, echoed prompt, very long, answer buried among others, format "
+                    "without content); a probe that scores high is flagged as a reward-hacking risk (exit 1).")
+    g.add_argument("--items", type=int, default=50, help="how many items of data.eval (else data.train) to use")
     w = sub.add_parser("world", help="check a world's tasks, or score a model in a world",
                        description="Multi-turn worlds on SQLite (rlft.envs.worlds).")
     wsub = w.add_subparsers(dest="world_command", required=True)
@@ -95,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return world_check([args.world])
         job = load_job(args.job, args.overrides)
+        if args.command == "check-grader":
+            from rlft.rewards.probe import main as check_grader
+
+            return check_grader(job, args.items)
         if args.command == "world":
             from rlft.envs.worlds.rollout import world_eval
 

@@ -381,3 +381,34 @@ def test_cli_rl_job_with_a_multi_grader(tmp_path, tiny_dir):
     rewards = [r["reward_mean"] for r in rows if "reward_mean" in r]
     assert len(rewards) == 2 and all(-0.2 - 1e-6 <= r <= 1.0 for r in rewards)  # the formula's range
     assert "calculate_output" in (tmp_path / "run/config.toml").read_text()
+
+
+# --- check-grader ----------------------------------------------------------------------------
+
+
+def probe_rows(tmp_path, grader: str):
+    from rlft.rewards import probe
+
+    items = [{"prompt": f"{a}+{a}=", "answer": str(2 * a)} for a in range(10, 40)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+    (tmp_path / "job.toml").write_text(f'[data]\ntrain = "d.jsonl"\n[grader]\n{grader}\n')
+    job = load_job(tmp_path / "job.toml")
+    rows = probe.check(job, make_grader(job.grader, job.base_dir), items)
+    return {r.name: r for r in rows}, probe.flagged(rows)
+
+
+def test_check_grader_flags_a_hackable_grader(tmp_path):
+    rows, flagged = probe_rows(tmp_path, 'type = "contains"')
+    assert rows["reference"].mean == 1.0 and rows["empty"].mean == 0.0
+    assert rows["buried"].mean == 1.0 and rows["long"].mean == 1.0  # "contains" takes the answer anywhere
+    assert flagged == ["long", "buried"]
+    rows, flagged = probe_rows(tmp_path, 'type = "exact"')
+    assert rows["reference"].mean == 1.0 and flagged == []  # exact match: no probe passes
+    assert rows["format_only"].mean == 0.0  # digits changed: 20 -> 31
+
+
+def test_check_grader_cli(tmp_path):
+    probe_rows(tmp_path, 'type = "contains"')
+    out = subprocess.run([sys.executable, "-m", "rlft.cli", "check-grader", "job.toml", "--items", "10"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 1 and "reward-hacking risk: long, buried" in out.stdout, out.stdout + out.stderr
