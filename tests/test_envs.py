@@ -199,3 +199,24 @@ def test_real_sampler_plays_episodes(tiny):
         assert t.stop_reason in ("env_done", "length", "max_turns")
         assert sum(t.sampled_mask_T) >= 1 and len(t.tokens_T) == len(t.sampled_mask_T)
     assert times["time/sample"] > 0
+
+
+def test_templates_that_take_tools_get_hermes_calls(tiny):
+    import copy
+
+    from rlft.models import CHAT_TEMPLATE
+
+    _, tok = tiny
+    tok = copy.deepcopy(tok)
+    tok.chat_template = ("{% if tools %}<|im_start|>system\nTools: {% for t in tools %}{{ t['function']['name'] }} "
+                         "{% endfor %}<|im_end|>\n{% endif %}" + CHAT_TEMPLATE)
+    fmt = pick_format("auto", tok)
+    assert fmt is TOOL_FORMATS["hermes"]
+    renderer = ChatRenderer(tok, fmt)
+    sampler = ScriptedSampler(tok, ['<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>', "5"])
+    groups, _ = run_episodes(sampler, renderer, [[AddEnv(fmt)]], [{}], SamplingParams(max_new_tokens=16),
+                             Limits(4, 1024), torch.Generator())
+    t = groups[0].trajectories_G[0]
+    assert t.reward == 1.0 and t.stop_reason == "env_done"
+    assert tok.decode(t.tokens_T).startswith("<|im_start|>system\nTools: add <|im_end|>")
+    assert "[tool] 5" in t.text
