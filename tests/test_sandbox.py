@@ -98,7 +98,7 @@ for d in ["/", "/usr", "/etc", "/tmp", "/dev", "/proc", "/root", os.path.dirname
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cpu_limit_kills(backend):
-    r = run(["python", "-c", "while True: pass"], limits=SandboxLimits(wall_s=6, cpu_s=1), backend=backend)
+    r = run(["python", "-c", "while True: pass"], limits=SandboxLimits(wall_s=5, cpu_s=1), backend=backend)
     assert r.killed_reason == "cpu" and not r.timed_out, r
     assert r.returncode in (-signal.SIGXCPU, -signal.SIGKILL), r
     assert r.wall_s < 4, r

@@ -25,7 +25,7 @@ from pathlib import Path
 from rlft.rewards.code import code_tests_result, run_python_grader
 from rlft.rewards.sandbox import SandboxError, SandboxLimits, SandboxResult
 
-LIMITS = SandboxLimits(wall_s=1.5, cpu_s=1.0, memory_mb=512, processes=16, output_bytes=100_000,
+LIMITS = SandboxLimits(wall_s=1.0, cpu_s=1.0, memory_mb=512, processes=16, output_bytes=100_000,
                        file_bytes=1_000_000)
 """Tight limits, so the fork bomb and the loops cannot hurt the machine running the check."""
 
