@@ -412,3 +412,11 @@ def test_check_grader_cli(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rlft.cli", "check-grader", "job.toml", "--items", "10"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 1 and "reward-hacking risk: long, buried" in out.stdout, out.stdout + out.stderr
+
+
+def test_example_jobs_load():
+    from pathlib import Path
+
+    for job_file in sorted(Path(__file__).parent.parent.glob("examples/multi_grader/*.toml")):
+        job = load_job(job_file)  # builds the whole grader spec, grader.json included
+        assert job.grader.type == "multi" or job.grader.file == "grader.json"
