@@ -31,7 +31,7 @@ from rlft.envs.worlds.env import WorldEnv
 from rlft.envs.worlds.retail.generate import demonstrate
 from rlft.envs.worlds.rollout import WorldRollout, evaluate_world
 from rlft.learner import LossSettings, make_optimizer, update
-from rlft.models import TINY_CONFIG, load_model, load_tokenizer, train_tokenizer
+from rlft.models import CHAT_TEMPLATE, TINY_CONFIG, load_model, load_tokenizer, train_tokenizer
 from rlft.rollout.render import ChatRenderer
 from rlft.rollout.sampler import HFSampler, SamplingParams
 from rlft.types import Trajectory
@@ -61,7 +61,7 @@ def play_demo(world, task, view, renderer, replies: list[str]) -> tuple[Trajecto
     """The demonstrator's episode as a trajectory: its replies trained, everything else masked."""
     env = WorldEnv(world, task, view, COMPACT)
     history, tokens = renderer.initial(env.initial_observation(), env.tools)
-    mask, texts, eos = [0] * len(tokens), [], renderer.tokenizer.eos_token_id
+    mask, eos = [0] * len(tokens), renderer.tokenizer.eos_token_id
     for reply in replies:
         ids = renderer.encode(reply) + [eos]
         tokens, mask = tokens + ids, mask + [1] * len(ids)
@@ -88,8 +88,6 @@ def demos(world, view, renderer, s: Settings, seed: int) -> list[Trajectory]:
 
 def build_model(out: Path, world, view, s: Settings, seed: int) -> Path:
     """A tiny Llama with a tokenizer trained on the world's own text (so its words are tokens)."""
-    from rlft.models import CHAT_TEMPLATE  # noqa: F401  (the template train_tokenizer installs)
-
     class _Tok:  # a stand-in with the chat template, to render the corpus before the tokenizer exists
         chat_template, eos_token, eos_token_id = CHAT_TEMPLATE, "<|im_end|>", 0
 
@@ -203,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer.save_pretrained(out / "sft")
     t1 = time.time()
     job = rl_job(out, s, args.view, args.seed)
-    results = {"view": args.view, "settings": vars(s) if hasattr(s, "__dict__") else str(s), "sft_seconds": t1 - t0}
+    results = {"view": args.view, "settings": vars(s), "sft_seconds": t1 - t0}
     results["sft"] = held_out(job, out / "sft", "after SFT")
     train_rl.train(load_job(job))
     results["rl_seconds"] = time.time() - t1
