@@ -48,7 +48,7 @@ def test_model_code_attack_is_stopped(attack, backend):
         assert row.peak >= 2, row
     if attack in ("10 GiB allocation", "1 GiB of output", "TCP connect to 127.0.0.1", "read a file outside",
                   "write a file outside", "env secrets"):
-        assert row.seconds < 1.2, row  # refused outright, not waited out
+        assert row.stopped_by != "wall-time kill", row  # refused outright, not waited out
     if attack == "10 GiB allocation":
         assert "MemoryError" in row.stopped_by, row
     if attack == "1 GiB of output":
@@ -98,16 +98,16 @@ for d in ["/", "/usr", "/etc", "/tmp", "/dev", "/proc", "/root", os.path.dirname
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cpu_limit_kills(backend):
-    r = run(["python", "-c", "while True: pass"], limits=SandboxLimits(wall_s=5, cpu_s=1), backend=backend)
+    # a generous wall limit: on a loaded machine one CPU-second can take several wall seconds
+    r = run(["python", "-c", "while True: pass"], limits=SandboxLimits(wall_s=15, cpu_s=1), backend=backend)
     assert r.killed_reason == "cpu" and not r.timed_out, r
     assert r.returncode in (-signal.SIGXCPU, -signal.SIGKILL), r
-    assert r.wall_s < 4, r
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_wall_output_and_file_limits(backend):
     r = run(["sleep", "30"], limits=SandboxLimits(wall_s=0.5), backend=backend)
-    assert r.timed_out and r.killed_reason == "wall" and 0.5 <= r.wall_s < 1.5, r
+    assert r.timed_out and r.killed_reason == "wall" and 0.5 <= r.wall_s < 2, r
     r = run(["python", "-c", "while True: print('x' * 1000)"], limits=TIGHT, backend=backend)
     assert r.output_truncated and r.killed_reason == "output" and len(r.stdout) + len(r.stderr) <= 100_000, r
     r = run(["python", "-c", "open('big', 'wb').write(b'x' * 2_000_000)"], limits=TIGHT, backend=backend)
@@ -121,7 +121,7 @@ def test_process_limit(backend):
     r = run(["python", "-c", prog], limits=SandboxLimits(wall_s=5, processes=8), backend=backend)
     n, errno = map(int, r.stdout.split())
     assert errno == 11 and 4 <= n <= 8, r  # EAGAIN after at most `processes` children
-    assert r.wall_s < 3, r  # the parent exited at once; its sleeping children died with the namespace
+    assert r.wall_s < 4, r  # the parent exited at once; its sleeping children died with the namespace
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -71,7 +71,8 @@ class SandboxLimits:
     cpu_s: float = 10.0
     """CPU seconds of the program's main process (RLIMIT_CPU; SIGXCPU then SIGKILL)."""
     memory_mb: int = 1024
-    """Address space per process, MiB (RLIMIT_AS): allocations beyond it fail."""
+    """Address space per process, MiB (RLIMIT_AS): allocations beyond it fail. Per process: the
+    program's total can reach ``processes`` times this (no cgroups here to cap the sum)."""
     processes: int = 64
     """Processes and threads the program may have at once (RLIMIT_NPROC, plus the sandbox's own 2)."""
     output_bytes: int = 1_000_000
@@ -234,9 +235,10 @@ def _write_files(work: Path, files: dict[str, str], uid: int | None) -> None:
 
 
 def _remove(base: Path) -> None:
-    def fix(func, path, exc):  # the program may have chmod'ed its files 000
+    def fix(func, path, exc):  # the program may have chmod'ed its folders 000
         os.chmod(os.path.dirname(path), 0o700)
-        os.chmod(path, 0o700) if os.path.isdir(path) else None
+        if os.path.isdir(path):
+            os.chmod(path, 0o700)
         func(path)
 
     shutil.rmtree(base, onerror=fix)
@@ -308,7 +310,7 @@ def _spawn(prefix, mounts, cwd, p: _Paths, argv, stdin, limits, channel, backend
     finally:
         _kill_tree(proc)
     wall = time.monotonic() - t0
-    return _result(out, reason, proc.returncode, limits, wall, backend), out.get(chan_r, b"")
+    return _result(out, reason, proc.returncode, limits, wall, backend), out["channel"]
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
@@ -329,15 +331,17 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def _collect(proc, stdin: str, limits: SandboxLimits, t0: float, status_r: int, chan_r: int | None):
-    """Read every pipe until all close, the deadline passes or output overflows: (bytes by fd, reason)."""
-    sel = selectors.DefaultSelector()
-    out_fds = [proc.stdout.fileno(), proc.stderr.fileno()]
-    caps = {out_fds[0]: limits.output_bytes, out_fds[1]: limits.output_bytes, status_r: 64_000}
+    """Read every pipe until all close, the deadline passes or output overflows.
+
+    Returns ({"stdout", "stderr", "status", "channel"}: bytes, why it stopped early or None)."""
+    names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr", status_r: "status"}
     if chan_r is not None:
-        caps[chan_r] = _CHANNEL_BYTES
-    for fd in caps:
-        sel.register(fd, selectors.EVENT_READ)
+        names[chan_r] = "channel"
+    caps = {"stdout": limits.output_bytes, "stderr": limits.output_bytes, "status": 64_000, "channel": _CHANNEL_BYTES}
     data = dict.fromkeys(caps, b"")
+    sel = selectors.DefaultSelector()
+    for fd in names:
+        sel.register(fd, selectors.EVENT_READ)
     pending, in_fd = stdin.encode(), proc.stdin.fileno()
     if pending:
         os.set_blocking(in_fd, False)
@@ -346,44 +350,34 @@ def _collect(proc, stdin: str, limits: SandboxLimits, t0: float, status_r: int, 
         proc.stdin.close()
     reason, deadline = None, t0 + limits.wall_s
     try:
-        while len(sel.get_map()) > 0:
+        while sel.get_map() and reason is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 reason = "wall"
                 break
             for key, _ in sel.select(left):
-                fd = key.fd
-                if fd == in_fd:
+                if key.fd == in_fd:
                     try:
-                        pending = pending[os.write(fd, pending[:65536]):]
+                        pending = pending[os.write(in_fd, pending[:65536]):]
                     except BrokenPipeError:
                         pending = b""
                     if not pending:
-                        sel.unregister(fd)
+                        sel.unregister(in_fd)
                         proc.stdin.close()
                     continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    sel.unregister(fd)
-                    continue
-                data[fd] += chunk
-                if fd in out_fds and len(data[out_fds[0]]) + len(data[out_fds[1]]) > limits.output_bytes:
+                name, chunk = names[key.fd], os.read(key.fd, 65536)
+                data[name] += chunk
+                if len(data["stdout"]) + len(data["stderr"]) > limits.output_bytes:
                     reason = "output"
                     break
-                if len(data[fd]) > caps[fd]:
-                    sel.unregister(fd)  # an over-long channel or status: stop reading it, keep the rest
-            if reason:
-                break
+                if not chunk or len(data[name]) > caps[name]:
+                    sel.unregister(key.fd)  # closed, or an over-long status/channel: stop reading it
     finally:
         sel.close()
         for fd in (status_r, chan_r):
             if fd is not None:
                 os.close(fd)
-    data["truncated"] = reason == "output"
-    data["out"] = _cap(data[out_fds[0]], data[out_fds[1]], limits.output_bytes)
-    data["status"] = data[status_r]
-    if chan_r is not None:
-        data[chan_r] = data[chan_r][:_CHANNEL_BYTES]
+    data["channel"] = data["channel"][:_CHANNEL_BYTES]
     return data, reason
 
 
@@ -398,7 +392,7 @@ def _result(data, reason, outer_rc, limits: SandboxLimits, wall: float, backend)
     status = json.loads(lines[-1]) if lines else {}
     if "setup_error" in status:
         raise SandboxError(f"sandbox ({backend}) could not be set up: {status['setup_error']}")
-    stdout, stderr = data["out"]
+    stdout, stderr = _cap(data["stdout"], data["stderr"], limits.output_bytes)
     if "exit" in status:
         rc = status["exit"]
     elif "signal" in status:
@@ -411,4 +405,4 @@ def _result(data, reason, outer_rc, limits: SandboxLimits, wall: float, backend)
         if reason is None:  # the init never reported: bwrap/unshare itself failed
             raise SandboxError(f"sandbox ({backend}) failed before the program ran (exit {outer_rc}): "
                                f"{stderr.strip()[-500:]}")
-    return SandboxResult(rc, stdout, stderr, wall, reason == "wall", reason, data["truncated"])
+    return SandboxResult(rc, stdout, stderr, wall, reason == "wall", reason, reason == "output")
