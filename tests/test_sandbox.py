@@ -9,10 +9,15 @@ the tests it breaks; a python grader that gives no number raises SandboxError (e
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import shutil
 import signal
+import subprocess
 import threading
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +66,35 @@ def test_grader_attack_raises(attack, backend):
     row = run_grader_attack(attack, backend)
     assert row.ok and row.outcome == "SandboxError" and row.leftovers == 0, row
     assert row.seconds < LIMITS.wall_s + 1.0, row
+
+
+def _nobody_can_read(path: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [path, *path.parents])
+
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None or not SYSTEM_PYTHON.exists()
+                    or not _nobody_can_read(REPO),
+                    reason="needs root, setpriv, /usr/bin/python3 and a checkout readable by nobody")
+def test_attacks_as_an_unprivileged_user():
+    """CI runs as root (no user namespace, a sandbox uid of its own); this covers the other path:
+    rlft as an ordinary user, where the sandbox is a user namespace whose root has no capabilities."""
+    script = (f"import json, sys; sys.path.insert(0, {str(REPO)!r})\n"
+              "from rlft.rewards.sandbox import available_backends\n"
+              "from rlft.rewards.sandbox_check import run_test_attack\n"
+              "attacks = ['fork bomb', 'read a file outside', 'write a file outside', 'env secrets', 'detached daemon']\n"
+              "print(json.dumps({b: [run_test_attack(a, b).ok for a in attacks] for b in available_backends()}))")
+    cmd = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin",
+           str(SYSTEM_PYTHON), "-B", "-c", script]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+    if r.returncode != 0 and "SyntaxError" in r.stderr:
+        pytest.skip(f"{SYSTEM_PYTHON} is too old for rlft: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr
+    oks = json.loads(r.stdout)
+    assert oks and all(all(v) for v in oks.values()), oks
 
 
 # --- run() -----------------------------------------------------------------------------------

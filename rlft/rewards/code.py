@@ -31,6 +31,7 @@ import json
 import math
 import re
 import secrets
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -137,7 +138,7 @@ def run_python_grader(source: str, sample: dict, item: dict, limits: SandboxLimi
         raise SandboxError(f"python grader: sample/item are not JSON-serialisable ({e}); pass plain "
                            f"dicts of str, numbers, lists and dicts") from None
     token = secrets.token_hex(16)
-    r, channel = run_channel(["python", "-I", "-c", _GRADE_HARNESS], files={"grader.py": source},
+    r, channel = run_channel([sys.executable, "-I", "-c", _GRADE_HARNESS], files={"grader.py": source},
                              stdin=f"{token}\n{payload}", limits=limits, allow_unsandboxed=allow_unsandboxed,
                              backend=backend)
     recs = [rec.split(" ", 1) for rec in _records(channel, token)]
@@ -186,7 +187,7 @@ def code_tests_result(code: str, tests: str, limits: SandboxLimits | None = None
     """``run_code_tests``'s score and the run behind it (how it ended, its output)."""
     mode, n = _test_mode(tests)
     token = secrets.token_hex(16)
-    r, channel = run_channel(["python", "-I", "-c", _TESTS_HARNESS], files={"solution.py": code, "tests.py": tests},
+    r, channel = run_channel([sys.executable, "-I", "-c", _TESTS_HARNESS], files={"solution.py": code, "tests.py": tests},
                              stdin=f"{token}\n{json.dumps({'mode': mode})}", limits=limits,
                              allow_unsandboxed=allow_unsandboxed, backend=backend)
     recs = _records(channel, token)
