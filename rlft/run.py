@@ -188,12 +188,18 @@ def start(job: Job, training: bool = True) -> Run:
     lora = None if job.model.lora is None else vars(job.model.lora)
     model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), lora=lora)
     eval_prompts = [encode_prompt(tokenizer, it[job.data.prompt]) for it in eval_items]
-    # training: logs cut back to where the checkpoint left them (or emptied); eval: appended to
-    tracker = Tracker(out, resume=state.get("tracker", {}) if training else None)
+    # training: logs cut back to where the checkpoint left them (or emptied); eval, or a finished
+    # run run again: appended to
+    tracker = Tracker(out, resume=state.get("tracker", {}) if training and not finished(job, out, state) else None)
     return Run(
         job, out, path, device, model, tokenizer, tracker, grader, eval_items, eval_prompts,
         HFSampler(model, tokenizer), resume_from, state,
     )
+
+
+def finished(job: Job, out: Path, state: dict) -> bool:
+    """Whether the checkpoint ``state`` is the end of a run that completed (summary written)."""
+    return state.get("step") == job.optim.steps and (out / "summary.json").exists()
 
 
 def resume(run: Run, optimizer, scheduler) -> dict:
@@ -303,10 +309,9 @@ def _rss_mb() -> float | None:
 def finish(run: Run, step: int, summary: dict, state: dict, optimizer, scheduler) -> dict:
     """A checkpoint of the last step, the final evaluation, the model in Hugging Face format
     under final/, a summary.json. Rerunning a finished run returns its summary."""
-    done = run.out / "summary.json"
-    if run.resume_state.get("step") == step and done.exists():
+    if finished(run.job, run.out, run.resume_state):
         run.tracker.close()
-        return json.loads(done.read_text())
+        return json.loads((run.out / "summary.json").read_text())
     if not (run.out / "checkpoints" / f"step_{step}" / checkpoint.MANIFEST).exists():
         save_checkpoint(run, step, state, optimizer, scheduler)
     summary = {**summary, **run_eval(run, step)}

@@ -20,13 +20,13 @@ class Tracker:
 
     def __init__(self, out_dir: str | Path, tensorboard: bool = True, resume: dict | None = None) -> None:
         """``resume``: the ``offsets()`` saved with the checkpoint a run resumes from; the logs
-        are cut back to them, so rows written after that checkpoint are not repeated. A run
-        that starts fresh (``resume`` None) starts with empty logs."""
+        are cut back to them, so rows written after that checkpoint are not repeated ({} for a
+        run that starts fresh: empty logs). None appends to whatever is there."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._metrics = _reopen(self.out_dir / "metrics.jsonl", None if resume is None else resume.get("metrics.jsonl", 0))
+        self._samples = _reopen(self.out_dir / "samples.jsonl", None if resume is None else resume.get("samples.jsonl", 0))
         resume = resume or {}
-        self._metrics = _reopen(self.out_dir / "metrics.jsonl", resume.get("metrics.jsonl", 0))
-        self._samples = _reopen(self.out_dir / "samples.jsonl", resume.get("samples.jsonl", 0))
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard import is slow
@@ -66,9 +66,9 @@ class Tracker:
         self.close()
 
 
-def _reopen(path: Path, size: int):
-    """``path`` opened for appending after cutting it to ``size`` bytes."""
-    f = open(path, "a+b")
-    f.truncate(size)
-    f.close()
+def _reopen(path: Path, size: int | None):
+    """``path`` opened for appending, after cutting it to ``size`` bytes unless None."""
+    if size is not None:
+        with open(path, "a+b") as f:
+            f.truncate(size)
     return open(path, "a", encoding="utf-8")
