@@ -17,7 +17,8 @@ argument (the config below), under ``bwrap`` or ``unshare``. It uses only the st
    ``status_fd`` (which the program never holds): its exit code or signal and CPU seconds.
 4. Exit. This process is PID 1 of the PID namespace (unshare) or the only child of bwrap's PID 1,
    so its exit kills every process the program left behind. An alarm after ``wall_s`` kills the
-   program even if rlft itself died meanwhile.
+   program even if rlft itself died meanwhile. The first status line names the PID namespace, so
+   rlft can check afterwards that nothing of it is left.
 """
 
 import ctypes
@@ -135,6 +136,8 @@ def start_program(cfg):
 def main():
     cfg = json.loads(sys.argv[1])
     status = cfg["status_fd"]
+    # rlft sweeps this PID namespace at the end (belt and braces: its death should take them all)
+    os.write(status, (json.dumps({"pidns": os.readlink("/proc/self/ns/pid")}) + "\n").encode())
     try:
         if cfg["mounts"]:
             build_root(cfg["mounts"])

@@ -310,6 +310,9 @@ def _spawn(prefix, mounts, cwd, p: _Paths, argv, stdin, limits, channel, backend
     finally:
         _kill_tree(proc)
     wall = time.monotonic() - t0
+    first = out["status"].split(b"\n", 1)[0]
+    if backend is not None and first.startswith(b'{"pidns"'):
+        _sweep(json.loads(first)["pidns"])
     return _result(out, reason, proc.returncode, limits, wall, backend), out["channel"]
 
 
@@ -328,6 +331,44 @@ def _kill_tree(proc: subprocess.Popen) -> None:
             f.close()
         except BrokenPipeError:
             pass
+
+
+def _in_namespace(pidns: str) -> list[int]:
+    """Live (non-zombie) processes in PID namespace ``pidns`` ("pid:[inode]")."""
+    found = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and os.readlink(f"/proc/{d}/ns/pid") == pidns:
+                with open(f"/proc/{d}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(int(d))
+        except OSError:  # exited meanwhile
+            pass
+    return found
+
+
+def _sweep(pidns: str, seconds: float = 2.0) -> None:
+    """Kill whatever is still alive in the sandbox's PID namespace (normally nothing: it died with
+    its init), by pidfd so a reused pid is never hit; log if something survives ``seconds``."""
+    if pidns == os.readlink("/proc/self/ns/pid"):  # unsandboxed: that namespace is everyone's
+        return
+    end = time.monotonic() + seconds
+    while (pids := _in_namespace(pidns)) and time.monotonic() < end:
+        for pid in pids:
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            try:
+                if os.readlink(f"/proc/{pid}/ns/pid") == pidns:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        time.sleep(0.01)
+    if pids:
+        log.error("sandbox: %d process(es) of namespace %s survived SIGKILL for %.0f s: %s", len(pids), pidns, seconds, pids)
 
 
 def _collect(proc, stdin: str, limits: SandboxLimits, t0: float, status_r: int, chan_r: int | None):

@@ -146,7 +146,7 @@ def run_test_attack(name: str, backend: str | None = None, limits: SandboxLimits
                 score, r = code_tests_result(_PRELUDE.format(marker=marker) + code.format(**fill),
                                              test.format(**fill), limits, backend=backend)
         finally:
-            del os.environ[SECRET_ENV]
+            os.environ.pop(SECRET_ENV, None)
         seconds = time.monotonic() - t0
         left = _wait_gone(marker)
         listener.settimeout(0.01)
