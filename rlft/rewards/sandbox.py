@@ -36,7 +36,6 @@ import logging
 import math
 import os
 import random
-import selectors
 import shutil
 import signal
 import subprocess
@@ -47,6 +46,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
+
+from rlft.rewards._sandbox_proc import cap, collect, kill_tree, sweep
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/
               "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts",
               "/etc/ssl", "/etc/mime.types")
 _UID_RANGE = (2_000_000_000, 2_100_000_000)  # sandbox uids when rlft runs as root: no user owns them
-_CHANNEL_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -306,126 +306,14 @@ def _spawn(prefix, mounts, cwd, p: _Paths, argv, stdin, limits, channel, backend
         if channel:
             os.close(chan_w)
     try:
-        out, reason = _collect(proc, stdin, limits, t0, status_r, chan_r)
+        out, reason = collect(proc, stdin, limits, t0, status_r, chan_r)
     finally:
-        _kill_tree(proc)
+        kill_tree(proc)
     wall = time.monotonic() - t0
     first = out["status"].split(b"\n", 1)[0]
     if backend is not None and first.startswith(b'{"pidns"'):
-        _sweep(json.loads(first)["pidns"])
+        sweep(json.loads(first)["pidns"])
     return _result(out, reason, proc.returncode, limits, wall, backend), out["channel"]
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL the session's process group (bwrap/unshare and whatever is left in it), then reap.
-
-    Killed before reaping, so the group id cannot have been reused. Processes inside the PID
-    namespace die with its init, which dies with its parent (PDEATHSIG) or this kill."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    for f in (proc.stdin, proc.stdout, proc.stderr):
-        try:
-            f.close()
-        except BrokenPipeError:
-            pass
-
-
-def _in_namespace(pidns: str) -> list[int]:
-    """Live (non-zombie) processes in PID namespace ``pidns`` ("pid:[inode]")."""
-    found = []
-    for d in os.listdir("/proc"):
-        try:
-            if d.isdigit() and os.readlink(f"/proc/{d}/ns/pid") == pidns:
-                with open(f"/proc/{d}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                        found.append(int(d))
-        except OSError:  # exited meanwhile
-            pass
-    return found
-
-
-def _sweep(pidns: str, seconds: float = 2.0) -> None:
-    """Kill whatever is still alive in the sandbox's PID namespace (normally nothing: it died with
-    its init), by pidfd so a reused pid is never hit; log if something survives ``seconds``."""
-    if pidns == os.readlink("/proc/self/ns/pid"):  # unsandboxed: that namespace is everyone's
-        return
-    end = time.monotonic() + seconds
-    while (pids := _in_namespace(pidns)) and time.monotonic() < end:
-        for pid in pids:
-            try:
-                fd = os.pidfd_open(pid)
-            except OSError:
-                continue
-            try:
-                if os.readlink(f"/proc/{pid}/ns/pid") == pidns:
-                    signal.pidfd_send_signal(fd, signal.SIGKILL)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        time.sleep(0.01)
-    if pids:
-        log.error("sandbox: %d process(es) of namespace %s survived SIGKILL for %.0f s: %s", len(pids), pidns, seconds, pids)
-
-
-def _collect(proc, stdin: str, limits: SandboxLimits, t0: float, status_r: int, chan_r: int | None):
-    """Read every pipe until all close, the deadline passes or output overflows.
-
-    Returns ({"stdout", "stderr", "status", "channel"}: bytes, why it stopped early or None)."""
-    names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr", status_r: "status"}
-    if chan_r is not None:
-        names[chan_r] = "channel"
-    caps = {"stdout": limits.output_bytes, "stderr": limits.output_bytes, "status": 64_000, "channel": _CHANNEL_BYTES}
-    data = dict.fromkeys(caps, b"")
-    sel = selectors.DefaultSelector()
-    for fd in names:
-        sel.register(fd, selectors.EVENT_READ)
-    pending, in_fd = stdin.encode(), proc.stdin.fileno()
-    if pending:
-        os.set_blocking(in_fd, False)
-        sel.register(in_fd, selectors.EVENT_WRITE)
-    else:
-        proc.stdin.close()
-    reason, deadline = None, t0 + limits.wall_s
-    try:
-        while sel.get_map() and reason is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                reason = "wall"
-                break
-            for key, _ in sel.select(left):
-                if key.fd == in_fd:
-                    try:
-                        pending = pending[os.write(in_fd, pending[:65536]):]
-                    except BrokenPipeError:
-                        pending = b""
-                    if not pending:
-                        sel.unregister(in_fd)
-                        proc.stdin.close()
-                    continue
-                name, chunk = names[key.fd], os.read(key.fd, 65536)
-                data[name] += chunk
-                if len(data["stdout"]) + len(data["stderr"]) > limits.output_bytes:
-                    reason = "output"
-                    break
-                if not chunk or len(data[name]) > caps[name]:
-                    sel.unregister(key.fd)  # closed, or an over-long status/channel: stop reading it
-    finally:
-        sel.close()
-        for fd in (status_r, chan_r):
-            if fd is not None:
-                os.close(fd)
-    data["channel"] = data["channel"][:_CHANNEL_BYTES]
-    return data, reason
-
-
-def _cap(out: bytes, err: bytes, limit: int) -> tuple[str, str]:
-    out = out[:limit]
-    err = err[: max(0, limit - len(out))]
-    return out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def _result(data, reason, outer_rc, limits: SandboxLimits, wall: float, backend) -> SandboxResult:
@@ -433,7 +321,7 @@ def _result(data, reason, outer_rc, limits: SandboxLimits, wall: float, backend)
     status = json.loads(lines[-1]) if lines else {}
     if "setup_error" in status:
         raise SandboxError(f"sandbox ({backend}) could not be set up: {status['setup_error']}")
-    stdout, stderr = _cap(data["stdout"], data["stderr"], limits.output_bytes)
+    stdout, stderr = cap(data["stdout"], data["stderr"], limits.output_bytes)
     if "exit" in status:
         rc = status["exit"]
     elif "signal" in status:
