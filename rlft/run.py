@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -48,6 +48,7 @@ class Run:
     sampler: HFSampler
     resume_from: Path | None = None  # the verified checkpoint this run continues, if any
     resume_state: dict = field(default_factory=dict)
+    checked: Any = None  # what start's ``check`` returned
     skips_in_a_row: int = 0
     skips_total: int = 0
     interrupts: Interrupts = field(default_factory=lambda: Interrupts())
@@ -129,7 +130,7 @@ def check_resume(job: Job, out: Path) -> tuple[Path | None, dict]:
         raise ConfigError(
             f"{out} holds a checkpoint ({path.name}) made with other settings, and these change the result, "
             "so resuming would mix two runs:\n" + "\n".join(changed) + "\n"
-            f"fix: restore those settings, or choose a new run.out, or set run.force_resume=true to resume anyway"
+            "fix: restore those settings, or choose a new run.out, or set run.force_resume=true to resume anyway"
         )
     if changed:
         print(f"rlft: resuming {path} with changed settings (run.force_resume):\n" + "\n".join(changed),
@@ -170,9 +171,10 @@ def load_eval_items(job: Job) -> list[dict]:
     return items[: job.eval.size or None]
 
 
-def start(job: Job, training: bool = True) -> Run:
+def start(job: Job, training: bool = True, check: Callable[[Any], Any] | None = None) -> Run:
     """Create the run directory, find the checkpoint to resume from (``training``), write the
-    resolved config, load model and tokenizer."""
+    resolved config, load the tokenizer, run ``check(tokenizer)`` (data checks that need it, so
+    they fail before the model loads; its result is ``run.checked``), load the model."""
     out = Path(resolve(job, job.run.out))
     resume_from, state = check_resume(job, out) if training else (None, {})
     out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +187,7 @@ def start(job: Job, training: bool = True) -> Run:
     path = model_path(job, out)
     check_model_dir(path)
     tokenizer = load_tokenizer(path)
+    checked = check(tokenizer) if check is not None else None
     lora = None if job.model.lora is None else vars(job.model.lora)
     model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), lora=lora)
     eval_prompts = [encode_prompt(tokenizer, it[job.data.prompt]) for it in eval_items]
@@ -193,7 +196,7 @@ def start(job: Job, training: bool = True) -> Run:
     tracker = Tracker(out, resume=state.get("tracker", {}) if training and not finished(job, out, state) else None)
     return Run(
         job, out, path, device, model, tokenizer, tracker, grader, eval_items, eval_prompts,
-        HFSampler(model, tokenizer), resume_from, state,
+        HFSampler(model, tokenizer), resume_from, state, checked,
     )
 
 

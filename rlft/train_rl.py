@@ -26,7 +26,7 @@ import torch
 
 from rlft.algos.advantages import ADVANTAGES, group_stats
 from rlft.config import Job
-from rlft.data import DataError, collate, load_items
+from rlft.data import DataError, collate, load_items, report_bad
 from rlft.envs.worlds.rollout import WorldRollout
 from rlft.learner import LossSettings, fill_logprobs, make_optimizer, update
 from rlft.models import encode_prompt, load_model, pick_dtype
@@ -36,10 +36,10 @@ from rlft.rollout.sampler import SamplingParams
 from rlft.run import after_step, finish, item_order, resume, start, step_generator
 
 
-def encode_prompts(job: Job, items: list[dict], tokenizer) -> list[list[int]]:
-    """Prompt token ids; a prompt that leaves no room to answer within model.max_length is an
-    error naming its file and line."""
-    prompts, errors = [], []
+def encode_prompts(job: Job, items: list[dict], tokenizer) -> tuple[list[dict], list[list[int]]]:
+    """The items and their prompt token ids. A prompt that leaves no room to answer within
+    model.max_length is an error naming its file and line (or skipped, data.skip_invalid)."""
+    kept, prompts, errors = [], [], []
     room = job.model.max_length - job.sampling.max_new_tokens
     for item in items:
         ids = encode_prompt(tokenizer, item[job.data.prompt])
@@ -49,10 +49,13 @@ def encode_prompts(job: Job, items: list[dict], tokenizer) -> list[list[int]]:
                 f"sampling.max_new_tokens = {job.sampling.max_new_tokens} it must be at most {room} "
                 f"(model.max_length = {job.model.max_length})"
             )
+            continue
+        kept.append(item)
         prompts.append(ids)
-    if errors:
-        raise DataError("\n".join(errors[: job.data.max_errors]), errors)
-    return prompts
+    report_bad(errors, "prompt(s)", job.data.skip_invalid, job.data.max_errors)
+    if not kept:
+        raise DataError(f"{job.data.train}: no prompt fits model.max_length = {job.model.max_length}")
+    return kept, prompts
 
 
 def train(job: Job) -> dict:
@@ -61,10 +64,11 @@ def train(job: Job) -> dict:
     world = WorldRollout(job) if job.world.name else None  # [world]: multi-turn episodes, end-state rewards
     items = world.items if world else load_items(
         job.data.train, required=[job.data.prompt], prompt_field=job.data.prompt,
-        base_dir=job.base_dir, max_errors=job.data.max_errors,
+        base_dir=job.base_dir, max_errors=job.data.max_errors, skip_invalid=job.data.skip_invalid,
     )
-    run = start(job)
-    prompts = [[]] * len(items) if world else encode_prompts(job, items, run.tokenizer)
+    # prompts are checked against the tokenizer before the model loads
+    run = start(job, check=None if world else lambda tokenizer: encode_prompts(job, items, tokenizer))
+    items, prompts = (items, [[]] * len(items)) if world else run.checked
     rollout = world.run_groups if world else run_groups
     reference = None
     if algo.kl_coef > 0:

@@ -9,7 +9,7 @@ DESIGN.md §4 steps 6, 8, 9 and 11 of the RL loop, fed with demonstrations inste
 from __future__ import annotations
 
 from rlft.config import Job
-from rlft.data import DataError, collate, load_items
+from rlft.data import DataError, collate, load_items, report_bad
 from rlft.learner import LossSettings, make_optimizer, update
 from rlft.models import encode_completion, encode_prompt
 from rlft.progress import Progress
@@ -17,9 +17,10 @@ from rlft.run import after_step, finish, item_order, resume, start
 from rlft.types import Trajectory
 
 
-def demonstrations(job: Job, items: list[dict], tokenizer) -> list[Trajectory]:
-    """One trajectory per demonstration: prompt tokens masked out, reply tokens trained."""
-    out, errors = [], []
+def demonstrations(job: Job, items: list[dict], tokenizer) -> tuple[list[dict], list[Trajectory]]:
+    """The items and one trajectory per demonstration: prompt tokens masked out, reply tokens
+    trained. One longer than model.max_length is an error (or skipped, data.skip_invalid)."""
+    kept, out, errors = [], [], []
     for item in items:
         prompt_T = encode_prompt(tokenizer, item[job.data.prompt])
         reply_T = encode_completion(tokenizer, item[job.data.completion])
@@ -29,6 +30,7 @@ def demonstrations(job: Job, items: list[dict], tokenizer) -> list[Trajectory]:
                 f"{len(prompt_T) + len(reply_T)} tokens, over model.max_length = {job.model.max_length}"
             )
             continue
+        kept.append(item)
         out.append(
             Trajectory(
                 tokens_T=prompt_T + reply_T,
@@ -38,21 +40,24 @@ def demonstrations(job: Job, items: list[dict], tokenizer) -> list[Trajectory]:
                 text=tokenizer.decode(reply_T, skip_special_tokens=True),
             )
         )
-    if errors:
-        raise DataError("\n".join(errors[: job.data.max_errors]), errors)
-    return out
+    report_bad(errors, "demonstration(s)", job.data.skip_invalid, job.data.max_errors)
+    if not out:
+        raise DataError(f"{job.data.train}: no demonstration fits model.max_length = {job.model.max_length}")
+    return kept, out
 
 
 def train(job: Job) -> dict:
     items = load_items(
         job.data.train,
-        required=[job.data.prompt, job.data.completion],
         prompt_field=job.data.prompt,
+        text_fields=[job.data.completion],
         base_dir=job.base_dir,
         max_errors=job.data.max_errors,
+        skip_invalid=job.data.skip_invalid,
     )
-    run = start(job)
-    examples = demonstrations(job, items, run.tokenizer)
+    # demonstrations are checked against the tokenizer before the model loads
+    run = start(job, check=lambda tokenizer: demonstrations(job, items, tokenizer))
+    items, examples = run.checked
     optimizer, scheduler = make_optimizer(run.model, job.optim)
     first = resume(run, optimizer, scheduler).get("step", 0)
     loss = LossSettings()  # advantage 1, on-policy form: the NLL

@@ -165,3 +165,28 @@ def test_hub_name_and_split(monkeypatch):
     assert seen == [("someone/math", "test")] and items[0]["_source"] == "someone/math:test"
     load_items("someone/math")
     assert seen[-1] == ("someone/math", "train")
+
+
+def test_skip_invalid_drops_bad_rows_and_says_how_many(tmp_path, capsys):
+    p = write_jsonl(tmp_path / "mixed.jsonl", [ROWS[0], "nope", {"prompt": ""}, ROWS[1], "[]"])
+    items = load_items(str(p), prompt_field="prompt", max_errors=2, skip_invalid=True)
+    assert [it["_line"] for it in items] == [1, 4]
+    err = capsys.readouterr().err
+    assert "skipped 3 bad row(s)" in err and f"{p}:2: bad JSON" in err and "(and 1 more)" in err
+    with pytest.raises(DataError, match="set data.skip_invalid = true to skip them"):
+        load_items(str(p), prompt_field="prompt")
+
+
+def test_text_fields_must_be_non_empty_strings(tmp_path):
+    p = write_jsonl(tmp_path / "sft.jsonl", [
+        {"prompt": "a", "completion": "b"},
+        {"prompt": "a", "completion": 7},
+        {"prompt": "a", "completion": "  "},
+        {"prompt": "a"},
+    ])
+    errs = errors_of(source=str(p), prompt_field="prompt", text_fields=["completion"])
+    assert errs == [
+        f"{p}:2: 'completion' must be a string, got int 7",
+        f"{p}:3: 'completion' is empty",
+        f"{p}:4: missing required field 'completion'; fields present: 'prompt'",
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -30,14 +31,18 @@ def load_items(
     *,
     required: Sequence[str] = (),
     prompt_field: str | None = None,
+    text_fields: Sequence[str] = (),
     base_dir: str | Path | None = None,
     max_errors: int = 20,
     limit: int | None = None,
+    skip_invalid: bool = False,
 ) -> list[dict]:
-    """Read ``source`` and validate every row (up to ``limit`` rows); raise DataError listing problems.
+    """Read ``source`` and validate every row (up to ``limit`` rows); raise DataError listing problems,
+    or with ``skip_invalid`` drop the bad rows and say how many.
 
     ``required`` fields must be present and not null; ``prompt_field`` (also required) must be a
-    non-empty string or a non-empty list of ``{"role", "content"}`` chat messages.
+    non-empty string or a non-empty list of ``{"role", "content"}`` chat messages; ``text_fields``
+    (also required) must be non-empty strings.
     """
     assert max_errors >= 1, f"max_errors must be >= 1, got {max_errors}"
     if not source:
@@ -45,24 +50,38 @@ def load_items(
     label, rows = _open(source, base_dir)
     items: list[dict] = []
     errors: list[str] = []
-    stopped = False
     for where, line, row in rows:
         if limit is not None and len(items) + len(errors) >= limit:
             break
-        problem = row if isinstance(row, str) else _check_row(row, required, prompt_field)
+        problem = row if isinstance(row, str) else _check_row(row, required, prompt_field, text_fields)
         if problem:
             errors.append(f"{label}:{where}: {problem}")
-            if len(errors) >= max_errors:
-                stopped = True
+            if len(errors) >= max_errors and not skip_invalid:
                 break
             continue
         items.append({**row, "_line": line, "_source": label})
-    if errors:
-        more = f"\n(stopped after {max_errors} errors; data.max_errors sets how many are reported)" if stopped else ""
-        raise DataError(f"{len(errors)} bad row(s) in {label}:\n" + "\n".join(errors) + more, errors)
+    report_bad(errors, f"row(s) in {label}", skip_invalid, max_errors)
     if not items:
         raise DataError(f"{label}: no rows; fix: point data.train / data.eval at a file with at least one item")
     return items
+
+
+def report_bad(errors: list[str], what: str, skip: bool, max_errors: int) -> None:
+    """Nothing when ``errors`` is empty; else raise DataError with the first ``max_errors`` of them,
+    or with ``skip`` print how many were skipped and the first few."""
+    if not errors:
+        return
+    shown = "\n".join(errors[:max_errors])
+    if skip:
+        more = f"\n(and {len(errors) - max_errors} more)" if len(errors) > max_errors else ""
+        print(f"rlft: skipped {len(errors)} bad {what} (data.skip_invalid = true):\n{shown}{more}", file=sys.stderr)
+        return
+    more = (f"\n(stopped after {max_errors} errors; data.max_errors sets how many are reported)"
+            if len(errors) >= max_errors else "")
+    raise DataError(
+        f"{len(errors)} bad {what}:\n{shown}{more}\nfix those rows, or set data.skip_invalid = true to skip them",
+        errors,
+    )
 
 
 # --- readers: each yields (where for messages, _line value, row dict or a problem string) -----
@@ -183,13 +202,18 @@ def _pick_split(ds: Any, split: str | None, label: str) -> Any:
 # --- row checks ------------------------------------------------------------------------------
 
 
-def _check_row(row: dict, required: Sequence[str], prompt_field: str | None) -> str | None:
-    fields = [*required, *([prompt_field] if prompt_field and prompt_field not in required else [])]
+def _check_row(row: dict, required: Sequence[str], prompt_field: str | None, text_fields: Sequence[str]) -> str | None:
+    fields = list(dict.fromkeys([*required, *([prompt_field] if prompt_field else []), *text_fields]))
     for name in fields:
         if name not in row or row[name] is None:
             present = ", ".join(repr(k) for k in row) or "none"
             what = "missing" if name not in row else "null"
             return f"{what} required field {name!r}; fields present: {present}"
+    for name in text_fields:
+        if not isinstance(row[name], str):
+            return f"{name!r} must be a string, got {type(row[name]).__name__} {row[name]!r:.60}"
+        if not row[name].strip():
+            return f"{name!r} is empty"
     if prompt_field:
         return _check_prompt(row[prompt_field], prompt_field)
     return None
