@@ -233,6 +233,10 @@ class RunConfig:
     """Checkpoint every N steps; 0 = only the final one. Rerunning the same command resumes from the newest."""
     keep_checkpoints: int = 3
     """Keep the newest N checkpoints, delete older ones; 0 = keep all."""
+    max_errored_fraction: float = 0.2
+    """Stop (with a checkpoint) when more than this fraction of recent attempts errored (grader raised, timed out, non-number); 1 = never."""
+    errored_window: int = 10
+    """How many recent RL steps max_errored_fraction looks at."""
     force_resume: bool = False
     """Resume even when settings that change the result (model, data, seed, batch shape...) differ from the checkpoint's."""
     log_samples: int = 4
@@ -297,6 +301,8 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.micro_batch_size": (lambda v: v >= 0, ">= 0 (0 = whole batch)"),
     "optim.max_skipped_updates": (lambda v: v >= 0, ">= 0 (0 = never stop)"),
     "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 = keep all)"),
+    "run.max_errored_fraction": (lambda v: 0 <= v <= 1, "in [0, 1] (1 = never stop)"),
+    "run.errored_window": (lambda v: v >= 1, ">= 1"),
     "world.max_turns": (lambda v: v >= 1, ">= 1"),
     "eval.every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
     "eval.size": (lambda v: v >= 0, ">= 0 (0 = all)"),

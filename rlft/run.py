@@ -51,6 +51,7 @@ class Run:
     checked: Any = None  # what start's ``check`` returned
     skips_in_a_row: int = 0
     skips_total: int = 0
+    errored_window: list = field(default_factory=list)  # (errored, attempts) of recent steps
     interrupts: Interrupts = field(default_factory=lambda: Interrupts())
     started: float = field(default_factory=time.time)
 
@@ -212,6 +213,7 @@ def resume(run: Run, optimizer, scheduler) -> dict:
         return {}
     state = checkpoint.load(run.resume_from, run.model, optimizer, scheduler)
     run.skips_in_a_row, run.skips_total = state.get("skips_in_a_row", 0), state.get("skips_total", 0)
+    run.errored_window = [tuple(x) for x in state.get("errored_window", [])]
     return state
 
 
@@ -260,7 +262,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
 def save_checkpoint(run: Run, step: int, state: dict, optimizer, scheduler) -> Path:
     state = {
         **state, "fingerprint": fingerprint(run.job), "tracker": run.tracker.offsets(step),
-        "skips_in_a_row": run.skips_in_a_row, "skips_total": run.skips_total,
+        "skips_in_a_row": run.skips_in_a_row, "skips_total": run.skips_total, "errored_window": run.errored_window,
     }
     return checkpoint.save(run.out, step, run.model, optimizer, scheduler, state, keep=run.job.run.keep_checkpoints)
 
@@ -278,11 +280,24 @@ def after_step(run: Run, step: int, metrics: dict, samples: list[dict], state: d
         metrics["memory/rss_mb"] = rss
     run.tracker.log(step, metrics)
     run.tracker.log_samples(step, samples)
+    errored = errored_fraction(run, metrics)
     if job.eval.every and step % job.eval.every == 0 and step < job.optim.steps:
         metrics = {**metrics, **run_eval(run, step)}
     too_many = job.optim.max_skipped_updates and run.skips_in_a_row >= job.optim.max_skipped_updates
-    if (job.run.checkpoint_every and step % job.run.checkpoint_every == 0) or too_many or run.interrupts.requested:
+    grader_broken = errored > job.run.max_errored_fraction
+    if (job.run.checkpoint_every and step % job.run.checkpoint_every == 0) or too_many or grader_broken \
+            or run.interrupts.requested:
         path = save_checkpoint(run, step, state, optimizer, scheduler)
+        if grader_broken:
+            attempts = sum(a for _, a in run.errored_window)
+            classes = ", ".join(f"{k.split('/', 1)[1]} {int(v)}" for k, v in metrics.items() if k.startswith("errored/"))
+            raise RunStopped(
+                f"stopped at step {step}: {errored:.0%} of the last {attempts} attempts errored (the grader raised, "
+                f"timed out or returned a non-number), over run.max_errored_fraction = {job.run.max_errored_fraction}; "
+                f"this step's errors by class: {classes or 'none'}; each errored attempt is in samples.jsonl with "
+                f"its sample_id and error; checkpoint: {path}. Fix the grader (rlft check-grader JOB.toml helps), or "
+                f"raise run.max_errored_fraction"
+            )
         if too_many:
             shown = ", ".join(sample_ids[:8]) + (f" and {len(sample_ids) - 8} more" if len(sample_ids) > 8 else "")
             raise RunStopped(
@@ -297,6 +312,16 @@ def after_step(run: Run, step: int, metrics: dict, samples: list[dict], state: d
                 f"run the same command again to resume", exit_code=130,
             )
     return metrics
+
+
+def errored_fraction(run: Run, metrics: dict) -> float:
+    """Errored attempts over the last ``run.errored_window`` steps that sampled any (0 for SFT)."""
+    if "attempts" not in metrics:
+        return 0.0
+    run.errored_window.append((int(metrics.get("errored", 0)), int(metrics["attempts"])))
+    del run.errored_window[: -run.job.run.errored_window]
+    attempts = sum(a for _, a in run.errored_window)
+    return sum(e for e, _ in run.errored_window) / attempts if attempts else 0.0
 
 
 def _rss_mb() -> float | None:

@@ -151,20 +151,31 @@ def step_metrics(trajectories, rewards_P_G, valid_P_G, n_kept: int, seconds: flo
         "completion_len_mean": sum(lengths) / len(lengths),
         "completion_len_max": float(max(lengths)),
         **{f"stop/{k}": v / len(trajectories) for k, v in stops.items()},
+        **{f"errored/{k}": float(v) for k, v in error_classes(trajectories).items()},
+        "attempts": float(len(trajectories)),
         "tokens_per_second": sum(lengths) / seconds,
         "time/step": seconds,
     }
 
 
-def transcripts(groups, adv_P_G, n: int) -> list[dict]:
-    """The first ``n`` attempts of the step, for samples.jsonl."""
-    out = []
+def error_classes(trajectories) -> Counter:
+    """Errored attempts by the class of what went wrong ("RuntimeError", "SandboxError", ...)."""
+    return Counter(t.metadata.get("error", "error").split(":")[0] for t in trajectories if t.errored)
+
+
+def transcripts(groups, adv_P_G, n: int, max_errored: int = 16) -> list[dict]:
+    """The first ``n`` attempts of the step, and every errored one (up to ``max_errored``), for
+    samples.jsonl; each with its sample id ``file:line#attempt``."""
+    out, errored = [], 0
     for p, g in enumerate(groups):
         for i, t in enumerate(g.trajectories_G):
-            if len(out) == n:
-                return out
+            first = p * len(g.trajectories_G) + i < n
+            if not first and not (t.errored and errored < max_errored):
+                continue
+            errored += t.errored
             prompt = {k: v for k, v in g.item.items() if not k.startswith("_")}
             out.append({
+                "sample_id": f"{g.item.get('_source', '?')}:{g.item.get('_line', '?')}#{i}",
                 "item": prompt, "completion": t.text, "reward": t.reward, "advantage": float(adv_P_G[p, i]),
                 "stop_reason": t.stop_reason, **t.metadata,
             })

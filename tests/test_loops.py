@@ -62,7 +62,8 @@ def test_resume_gives_the_same_weights(data_dir, tiny_dir, tmp_path, train):
 def test_errored_attempts_are_masked_and_counted(data_dir, tiny_dir, tmp_path):
     out = tmp_path / "r"
     train_rl.train(job(data_dir, tiny_dir, out, "grader.type=python", f"grader.function={data_dir}/grader.py:score",
-                       "sampling.temperature=1.5", "optim.steps=4", "algorithm.drop_zero_advantage=false"))
+                       "sampling.temperature=1.5", "optim.steps=4", "algorithm.drop_zero_advantage=false",
+                       "run.max_errored_fraction=1"))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"errored"' in line]
     errored = sum(r["errored"] for r in rows)
     kept = sum(r["kept_sequences"] for r in rows)
@@ -71,6 +72,9 @@ def test_errored_attempts_are_masked_and_counted(data_dir, tiny_dir, tmp_path):
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert any(s.get("error") == "RuntimeError: flaky judge" for s in samples)
+    assert sum(s.get("error") is not None for s in samples) == errored  # every errored attempt is logged
+    assert all(s["sample_id"].startswith(str(data_dir / "train.jsonl") + ":") for s in samples)
+    assert sum(r.get("errored/RuntimeError", 0) for r in rows) == errored
 
 
 @pytest.mark.parametrize("overrides", [

@@ -290,3 +290,19 @@ def test_secrets_from_the_environment_never_reach_the_run_folder(data_dir, tiny_
     leaked = [p for p in (tmp_path / "r").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaked == []
     assert secret not in out + err
+
+
+def test_a_grader_that_keeps_failing_stops_the_run(data_dir, tiny_dir, tmp_path):
+    (tmp_path / "grader.py").write_text(
+        "def score(sample, item):\n"
+        "    if len(sample.output_text) % 2:\n"
+        "        raise RuntimeError('judge unreachable')\n"
+        "    return 1.0\n"
+    )
+    out = tmp_path / "r"
+    with pytest.raises(RunStopped) as e:
+        train_rl.train(make_job(data_dir, tiny_dir, out, "grader.type=python",
+                                f"grader.function={tmp_path / 'grader.py'}:score", "run.max_errored_fraction=0.2"))
+    msg = str(e.value)
+    assert "stopped at step 1:" in msg and "errored" in msg and "RuntimeError" in msg
+    assert "rlft check-grader" in msg and str(out / "checkpoints" / "step_1") in msg
