@@ -168,6 +168,7 @@ def load_eval_items(job: Job) -> list[dict]:
         prompt_field=job.data.prompt,
         base_dir=job.base_dir,
         max_errors=job.data.max_errors,
+        role="eval",  # a generated source (reasoning_gym:NAME) defaults to items disjoint from train's
     )
     return items[: job.eval.size or None]
 

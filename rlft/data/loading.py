@@ -36,18 +36,20 @@ def load_items(
     max_errors: int = 20,
     limit: int | None = None,
     skip_invalid: bool = False,
+    role: str = "train",
 ) -> list[dict]:
     """Read ``source`` and validate every row (up to ``limit`` rows); raise DataError listing problems,
     or with ``skip_invalid`` drop the bad rows and say how many.
 
     ``required`` fields must be present and not null; ``prompt_field`` (also required) must be a
     non-empty string or a non-empty list of ``{"role", "content"}`` chat messages; ``text_fields``
-    (also required) must be non-empty strings.
+    (also required) must be non-empty strings. ``role`` ("train" or "eval") picks the defaults of
+    a generated source (rlft.data.gym: "reasoning_gym:NAME").
     """
     assert max_errors >= 1, f"max_errors must be >= 1, got {max_errors}"
     if not source:
         raise DataError("no data source given; fix: set data.train (a .jsonl/.csv/.parquet path or a dataset name)")
-    label, rows = _open(source, base_dir)
+    label, rows = _open(source, base_dir, role)
     items: list[dict] = []
     errors: list[str] = []
     for where, line, row in rows:
@@ -87,7 +89,11 @@ def report_bad(errors: list[str], what: str, skip: bool, max_errors: int) -> Non
 # --- readers: each yields (where for messages, _line value, row dict or a problem string) -----
 
 
-def _open(source: str, base_dir: str | Path | None) -> tuple[str, Iterator[tuple[str, int, Any]]]:
+def _open(source: str, base_dir: str | Path | None, role: str = "train") -> tuple[str, Iterator[tuple[str, int, Any]]]:
+    if source.startswith("reasoning_gym:"):  # procedural data, generated (an optional extra)
+        from rlft.data import gym
+
+        return source, gym.read(source, role)
     path = Path(source).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
