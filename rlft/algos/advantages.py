@@ -85,6 +85,37 @@ def reinforce(rewards_P_G: Tensor, *, valid_P_G: Tensor | None = None) -> Tensor
     return torch.where(valid_P_G & has_signal_11, r_P_G - mean_11, 0.0)
 
 
+def _batch_normalised(centred_P_G: Tensor, valid_P_G: Tensor) -> Tensor:
+    """centred / (std over the batch's valid samples + 1e-6), Bessel-corrected; 0 when invalid
+    or when the batch has < 2 valid samples or no spread."""
+    n = valid_P_G.sum()
+    c = torch.where(valid_P_G, centred_P_G, 0.0)
+    std = ((c - c.sum() / n.clamp(min=1)) ** 2 * valid_P_G).sum().div((n - 1).clamp(min=1)).sqrt()
+    ok = (n >= 2) & (c.abs().amax() > 0)
+    return torch.where(valid_P_G & ok, c / (std + 1e-6), 0.0)
+
+
+def reinforce_pp(rewards_P_G: Tensor, *, valid_P_G: Tensor | None = None) -> Tensor:
+    """(r - batch mean) / batch std over all valid samples (REINFORCE++, Hu 2025, "REINFORCE++:
+    A Simple and Efficient Approach for Aligning Large Language Models"): normalising by the
+    batch, not the group, avoids GRPO's over-weighting of near-uniform groups. Outcome rewards
+    only (the paper also folds a per-token KL into the return; here KL is the loss's kl_coef).
+    Returns adv_P_G (P, G); all 0 when the batch has < 2 valid samples or all are equal."""
+    r_P_G, valid_P_G = _prepare(rewards_P_G, valid_P_G)
+    _, mean_11, has_signal_11 = _group_moments(r_P_G.reshape(1, -1), valid_P_G.reshape(1, -1))
+    adv_P_G = _batch_normalised(torch.where(valid_P_G, r_P_G - mean_11, 0.0), valid_P_G)
+    return torch.where(has_signal_11, adv_P_G, 0.0)
+
+
+def reinforce_pp_baseline(rewards_P_G: Tensor, *, valid_P_G: Tensor | None = None) -> Tensor:
+    """(r - group mean) / std of those differences over the whole batch ("REINFORCE++-baseline",
+    same paper, for groups of G samples). Zero-variance groups get 0. Returns adv_P_G (P, G)."""
+    r_P_G, valid_P_G = _prepare(rewards_P_G, valid_P_G)
+    _, mean_P1, has_signal_P1 = _group_moments(r_P_G, valid_P_G)
+    centred_P_G = torch.where(valid_P_G & has_signal_P1, r_P_G - mean_P1, 0.0)
+    return _batch_normalised(centred_P_G, valid_P_G)
+
+
 def expert_iteration(rewards_P_G: Tensor, *, valid_P_G: Tensor | None = None) -> Tensor:
     """1.0 where r >= 1.0 (the grader fully accepted the attempt) else 0.0.
 
@@ -118,5 +149,7 @@ ADVANTAGES = {
     "dr_grpo": dr_grpo,
     "rloo": rloo,
     "reinforce": reinforce,
+    "reinforce_pp": reinforce_pp,
+    "reinforce_pp_baseline": reinforce_pp_baseline,
     "expert_iteration": expert_iteration,
 }

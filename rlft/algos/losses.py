@@ -161,5 +161,44 @@ def policy_loss(
     return aggregate(per_token_BT, mask_BT, norm), metrics
 
 
+def value_loss(
+    values_BT: Tensor,
+    returns_BT: Tensor,
+    mask_BT: Tensor,
+    norm: Norm,
+    *,
+    old_values_BT: Tensor | None = None,
+    clip: float = 0.0,
+    aggregation: str = "token_mean",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Squared-error value loss of one micro-batch, ``0.5·(V - R)²`` per token, aggregated like
+    the policy loss (same ``norm``, so micro-batching stays exact).
+
+    values_BT (with grad), returns_BT, mask_BT, old_values_BT: (B, T). With ``old_values_BT``
+    and ``clip`` > 0, PPO's clipped value loss (Schulman et al. 2017; OpenAI baselines ppo2):
+    ``0.5·max((V - R)², (V_old + clamp(V - V_old, ±clip) - R)²)``, so one batch cannot move a
+    value by more than ``clip`` without paying for it. Returns (scalar loss, metrics):
+    "value_clip_fraction" (tokens where the clipped term was the larger), "value_error" (masked
+    mean of (V - R)²), both detached means over this micro-batch.
+    """
+    aggregate = _lookup(AGGREGATIONS, aggregation, "aggregation")
+    assert values_BT.shape == returns_BT.shape == mask_BT.shape, (
+        f"values {tuple(values_BT.shape)}, returns {tuple(returns_BT.shape)}, mask {tuple(mask_BT.shape)} differ"
+    )
+    assert clip >= 0, f"value clip must be >= 0, got {clip}"
+    returns_BT = returns_BT.detach().to(values_BT.dtype)
+    err_BT = (values_BT - returns_BT) ** 2
+    n = mask_BT.float().sum().clamp(min=1)
+    clip_fraction = values_BT.new_zeros(())
+    per_token_BT = err_BT
+    if old_values_BT is not None and clip > 0:
+        old_BT = old_values_BT.detach().to(values_BT.dtype)
+        clipped_BT = (old_BT + (values_BT - old_BT).clamp(-clip, clip) - returns_BT) ** 2
+        per_token_BT = torch.maximum(err_BT, clipped_BT)
+        clip_fraction = _masked((clipped_BT > err_BT).float().detach(), mask_BT).sum() / n
+    metrics = {"value_clip_fraction": clip_fraction, "value_error": _masked(err_BT.detach(), mask_BT).sum() / n}
+    return aggregate(0.5 * per_token_BT, mask_BT, norm), metrics
+
+
 AGGREGATIONS = {"token_mean": token_mean, "seq_mean": seq_mean, "dr_grpo": dr_grpo}
 KL_ESTIMATORS = {"k1": k1, "k2": k2, "k3": k3}
