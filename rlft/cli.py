@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("world", help="a built-in world name (retail) or a world folder")
     _job_parser(wsub, "eval", "score model.path on the world's held-out tasks: pass@1, pass@k, pass^k, violations",
                 "Play eval.samples episodes of every task in [world] eval_split; writes world_eval.json in run.out.")
+    sub.choices["train"].add_argument(
+        "--ray", action="store_true",
+        help="sample on Ray actors, learn in a torch.distributed group ([distributed]; distributed.samplers=1 "
+             "when the job sets none); needs pip install 'rlft[ray]'")
     return parser
 
 
@@ -100,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return world_check([args.world])
         job = load_job(args.job, args.overrides)
+        if args.command == "train" and args.ray and not job.distributed.samplers:
+            from dataclasses import replace
+
+            job = replace(job, distributed=replace(job.distributed, samplers=1))
         if args.command == "check-grader":
             from rlft.rewards.probe import main as check_grader
 

@@ -248,6 +248,31 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """Past one process (rlft.distributed, docs/distributed.md): sampler actors on Ray, the learner
+    as a torch.distributed group. Off (samplers = 0) by default: one process, nothing running."""
+
+    samplers: int = 0
+    """Ray sampler actors, each holding a copy of the policy; 0 = one process (the default). `rlft train --ray` sets 1 when 0."""
+    learner_ranks: int = 1
+    """Processes in the learner's torch.distributed group (gloo on CPU, NCCL on GPU); this process is rank 0."""
+    ray_address: str = ""
+    """Empty = start a local Ray cluster for the run (token authentication, shut down at the end); "auto" = the running local cluster; else a cluster address."""
+    sampler: str = "hf"
+    """Sampler engine in each actor, a key of rlft.rollout.engines.ENGINES: hf (in-process transformers) | vllm (GPU, pip install 'rlft[vllm]')."""
+    max_staleness: int = 0
+    """Weight versions a sample may lag the learner by; 0 = strictly on-policy (stale samples are refused and re-sampled). > 0 overlaps sampling with learning and corrects with truncated importance weights."""
+    is_cap: float = 2.0
+    """Cap on the importance weight learner/sampler probability of each token when max_staleness > 0 (truncated IS)."""
+    sampler_restarts: int = 3
+    """How many times Ray restarts a sampler actor that died; its unfinished work is issued again."""
+    learner_timeout: float = 120.0
+    """Seconds a learner collective may wait for a rank before the run stops with a message."""
+    vllm_gpu_memory: float = 0.5
+    """vllm: fraction of the GPU's memory each vLLM engine may take (gpu_memory_utilization)."""
+
+
+@dataclass(frozen=True)
 class Job:
     """A whole job: one field per section, plus the folder relative paths resolve against."""
 
@@ -260,6 +285,7 @@ class Job:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     base_dir: str = "."
 
 
@@ -310,6 +336,13 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eval.temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
     "run.checkpoint_every": (lambda v: v >= 0, ">= 0 (0 = only final)"),
     "run.log_samples": (lambda v: v >= 0, ">= 0"),
+    "distributed.samplers": (lambda v: v >= 0, ">= 0 (0 = one process)"),
+    "distributed.learner_ranks": (lambda v: v >= 1, ">= 1"),
+    "distributed.max_staleness": (lambda v: v >= 0, ">= 0 (0 = strictly on-policy)"),
+    "distributed.is_cap": (lambda v: v >= 1, ">= 1 (an importance-weight cap below 1 would shrink on-policy samples)"),
+    "distributed.sampler_restarts": (lambda v: v >= 0, ">= 0"),
+    "distributed.learner_timeout": (lambda v: v > 0, "> 0 (seconds)"),
+    "distributed.vllm_gpu_memory": (lambda v: 0 < v <= 1, "in (0, 1]"),
 }
 
 
@@ -337,6 +370,7 @@ _CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "grader.normalize": ("normalize option", _table("rlft.rewards.graders", "NORMALIZERS")),
     "grader.operation": ("string_check operation", _table("rlft.rewards.specs", "OPERATIONS")),
     "grader.evaluation_metric": ("text_similarity metric", _table("rlft.rewards.similarity", "METRICS")),
+    "distributed.sampler": ("sampler engine", _table("rlft.rollout.engines", "ENGINES")),
 }
 
 

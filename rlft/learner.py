@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -86,13 +87,19 @@ def fill_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float
     return torch.cat(parts)
 
 
-def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfig) -> dict:
+def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfig, norm: Norm | None = None,
+           all_reduce: Callable[[torch.Tensor], None] | None = None) -> dict:
     """One optimizer step on ``batch``; returns metrics (loss, grad_norm, entropy, skipped...).
-    The caller steps the learning-rate scheduler once per training step."""
+    The caller steps the learning-rate scheduler once per training step.
+
+    Data parallel (rlft.distributed.learners): ``batch`` is this rank's shard, ``norm`` the whole
+    step's normaliser, and ``all_reduce`` sums a tensor in place across ranks; it is applied to the
+    gradients and the metric totals once, before clipping, so every rank takes the step the single
+    process would (the sum of the shards' gradients IS the full batch's)."""
     device = next(model.parameters()).device
-    norm = Norm.of(batch.loss_mask_BT, loss.max_tokens)
+    norm = norm or Norm.of(batch.loss_mask_BT, loss.max_tokens)
     totals = {"loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "kl": 0.0, "logp_gap": 0.0}
-    n_tokens = float(batch.loss_mask_BT.sum().clamp(min=1))
+    n_tokens = norm.n_tokens  # the step's trained tokens (>= 1), on every rank
     for mb in micro_batches(batch, optim.micro_batch_size, device):
         logp_BT, ent_BT = batch_logprobs(model, mb, loss.temperature, with_entropy=True)
         value, metrics = policy_loss(
@@ -118,9 +125,24 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
         for k, v in metrics.items():
             totals[k] += float(v) * w
     params = [p for p in model.parameters() if p.requires_grad]
+    if all_reduce is not None:
+        _reduce(params, totals, all_reduce)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm or float("inf")))
     skipped = not math.isfinite(grad_norm) or not math.isfinite(totals["loss"])
     if not skipped:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return {**totals, "grad_norm": grad_norm, "skipped_update": float(skipped), "lr": optimizer.param_groups[0]["lr"]}
+
+
+def _reduce(params: list, totals: dict[str, float], all_reduce: Callable[[torch.Tensor], None]) -> None:
+    """Sum gradients and metric totals across ranks: one flat tensor, one collective."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor(list(totals.values()), device=grads[0].device)])
+    all_reduce(flat)
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset : offset + g.numel()].view_as(g).to(g.dtype)
+        offset += g.numel()
+    for k, v in zip(list(totals), flat[offset:].tolist()):
+        totals[k] = v

@@ -59,6 +59,10 @@ def encode_prompts(job: Job, items: list[dict], tokenizer) -> tuple[list[dict], 
 
 
 def train(job: Job) -> dict:
+    if job.distributed.samplers:  # [distributed]: Ray sampler actors, a torch.distributed learner
+        from rlft.distributed.loop import train as train_distributed
+
+        return train_distributed(job)
     algo, sampling = job.algorithm, job.sampling
     P, G = algo.prompts_per_step, algo.group_size
     world = WorldRollout(job) if job.world.name else None  # [world]: multi-turn episodes, end-state rewards
