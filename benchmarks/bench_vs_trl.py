@@ -32,18 +32,19 @@ from pathlib import Path
 
 
 
-def _threads_from_argv(argv: list[str], default: int = 2) -> int:
-    """--threads, read before torch is imported so OpenMP starts with that many."""
+def _from_argv(flag: str, default, kind=int):
+    """A flag's value read before argparse runs (module settings shared with the child processes)."""
+    argv = sys.argv[1:]
     for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if a.startswith("--threads="):
-            return int(a.split("=", 1)[1])
+        if a == flag and i + 1 < len(argv):
+            return kind(argv[i + 1])
+        if a.startswith(flag + "="):
+            return kind(a.split("=", 1)[1])
     return default
 
 
 # Each trainer runs on THREADS torch threads (2 by default); set before torch is imported.
-THREADS = _threads_from_argv(sys.argv[1:])
+THREADS = _from_argv("--threads", 2)
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 os.environ["MKL_NUM_THREADS"] = str(THREADS)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,7 +72,7 @@ WORKED = "--worked" in sys.argv[1:]
 MAX_NEW_TOKENS = 26 if WORKED else 12
 GRADER = "numeric" if WORKED else "exact"  # numeric: the last number in the reply
 TEMPERATURE = 1.0
-LR = 2e-4
+LR = _from_argv("--lr", 2e-4, float)
 MAX_GRAD_NORM = 1.0
 
 
@@ -201,7 +202,7 @@ def make_evaluator(heldout: list[dict], tokenizer):
 # --- 3a. rlft ---------------------------------------------------------------------------------
 
 
-def run_rlft(work: Path, model_dir: str, steps: int, eval_every: int) -> dict:
+def run_rlft(work: Path, model_dir: str, steps: int, eval_every: int, seed: int) -> dict:
     from rlft import train_rl
     from rlft.config import load_job
 
@@ -243,7 +244,7 @@ max_grad_norm = {MAX_GRAD_NORM}
 every = {eval_every}
 
 [run]
-seed = {SEED}
+seed = {seed}
 device = "cpu"
 checkpoint_every = 0
 log_samples = 0
@@ -272,7 +273,7 @@ out = "rl_rlft"
 # --- 3b. TRL ----------------------------------------------------------------------------------
 
 
-def run_trl(work: Path, model_dir: str, steps: int, eval_every: int) -> dict:
+def run_trl(work: Path, model_dir: str, steps: int, eval_every: int, seed: int) -> dict:
     import trl
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -351,7 +352,7 @@ def run_trl(work: Path, model_dir: str, steps: int, eval_every: int) -> dict:
         disable_tqdm=True,
         log_completions=False,
         dataloader_num_workers=0,
-        seed=SEED,
+        seed=seed,
     )
     timer = Timer()
     trainer = GRPOTrainer(
@@ -388,7 +389,7 @@ def summarise(r: dict, params: int, peak: float, start_acc: float, gain: float) 
 
 
 def print_table(rows: dict[str, dict], start_acc: float, gain: float, steps: int) -> None:
-    head = ["trainer", "s/step (median)", "steps", "train wall s", "FLOP/s frac", "tok/step",
+    head = ["run", "s/step (median)", "steps", "train wall s", "FLOP/s frac", "tok/step",
             f"to {start_acc + gain:.0%} (step, s)", "final acc"]
     body = []
     for name, s in rows.items():
@@ -408,15 +409,88 @@ def print_table(rows: dict[str, dict], start_acc: float, gain: float, steps: int
         print(line(row))
 
 
+def compare_seeds(summary: dict[str, list[dict]], target: float) -> dict:
+    """Per seed: TRL/rlft s/step ratio and who reached the target first; medians over seeds."""
+    pairs = [(a, b) for a, b in zip(summary["rlft"], summary["trl"]) if "error" not in a and "error" not in b]
+    if not pairs:
+        return {}
+    never = float("inf")
+    to = [(a["seconds_to_target"] or never, b["seconds_to_target"] or never) for a, b in pairs]
+    out = {
+        "step_ratio_per_seed": [b["median_step_seconds"] / a["median_step_seconds"] for a, b in pairs],
+        "seconds_to_target_per_seed": [[x if x < never else None for x in t] for t in to],
+        "rlft_first": sum(a < b for a, b in to),
+        "trl_first": sum(b < a for a, b in to),
+        "median_seconds_to_target": [statistics.median(t[i] for t in to) for i in (0, 1)],
+    }
+    out["mean_curve"] = {name: mean_curve(raw) for name, raw in (("rlft", [a["raw"] for a, _ in pairs]),
+                                                                ("trl", [b["raw"] for _, b in pairs]))}
+    ratios = out["step_ratio_per_seed"]
+    print(f"TRL / rlft seconds per step (median per seed): {', '.join(f'{r:.2f}x' for r in ratios)}; "
+          f"median {statistics.median(ratios):.2f}x")
+    med = ["not reached" if m == never else f"{m:.1f} s" for m in out["median_seconds_to_target"]]
+    print(f"time to {target:.0%} held-out: rlft first in {out['rlft_first']} of {len(pairs)} seeds, TRL first "
+          f"in {out['trl_first']}; median over seeds rlft {med[0]}, TRL {med[1]}")
+    out["median_seconds_to_target"] = [m if m < never else None for m in out["median_seconds_to_target"]]
+    crossing = {n: next(((s, t, a) for s, t, a in c if a >= target - 1e-9), None) for n, c in out["mean_curve"].items()}
+    for n, c in crossing.items():
+        where = f"step {c[0]}, {c[1]:.1f} s of training" if c else "not reached"
+        print(f"mean held-out accuracy over the {len(pairs)} seeds first reaches {target:.0%} ({n}): {where}")
+    out["mean_curve_to_target"] = crossing
+    return out
+
+
+def mean_curve(runs: list[dict]) -> list[tuple[int, float, float]]:
+    """(step, mean training seconds up to it, mean held-out accuracy) at each eval step all runs share."""
+    steps = sorted(set.intersection(*(set(s for s, _ in r["evals"]) for r in runs)))
+    curve = []
+    for step in steps:
+        secs = [sum(r["step_seconds"][:step]) for r in runs]
+        accs = [dict(r["evals"])[step] for r in runs]
+        curve.append((step, statistics.mean(secs), statistics.mean(accs)))
+    return curve
+
+
+def run_child(name: str, seed: int, args, out: Path) -> dict:
+    """One trainer, one seed, in its own subprocess; its results dict (or {"error": ...})."""
+    if name == "trl":
+        import importlib.util
+
+        if importlib.util.find_spec("trl") is None:
+            log("[trl] TRL is not installed (pip install trl); only rlft's numbers are shown")
+            return {"error": "not installed"}
+    log(f"[{name} seed {seed}] {args.steps} RL steps in a subprocess ...")
+    res_file, logfile = out / f"{name}.json", out / f"{name}-s{seed}.log"
+    res_file.unlink(missing_ok=True)
+    t = time.perf_counter()
+    with logfile.open("w") as fh:
+        proc = subprocess.run(  # noqa: PLW1510 (the exit code is checked below)
+            [sys.executable, __file__, "--only", name, "--seeds", str(seed), "--steps", str(args.steps),
+             "--out", str(out), "--eval-every", str(args.eval_every), "--threads", str(THREADS), "--lr", str(LR)]
+            + ["--worked"] * WORKED,
+            stdout=fh, stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0 or not res_file.exists():
+        tail = "\n".join(logfile.read_text().splitlines()[-15:])
+        log(f"[{name}] failed (exit {proc.returncode}); last lines of {logfile}:\n{tail}")
+        return {"error": f"failed (exit {proc.returncode}), see {logfile.name}"}
+    result = json.loads(res_file.read_text())
+    log(f"[{name}] {result['error']}" if "error" in result else f"[{name}] done in {time.perf_counter() - t:.0f} s")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=20, help="RL steps per trainer (default 20)")
+    ap.add_argument("--seeds", type=int, default=1, help="RL seeds 0..N-1, each trainer once per seed, "
+                    "interleaved so both see the same machine load (default 1)")
     ap.add_argument("--out", default="runs/bench_vs_trl", help="output folder: results.json, logs, work/ (default runs/bench_vs_trl)")
-    ap.add_argument("--only", choices=["rlft", "trl"], help="run one trainer in this process (used internally)")
+    ap.add_argument("--only", choices=["rlft", "trl"], help="run one trainer in this process, seed --seeds (used internally)")
     ap.add_argument("--eval-every", type=int, default=5, help="held-out eval every N steps (untimed)")
     ap.add_argument("--gain", type=float, default=0.10, help="accuracy gain over the start for time-to-accuracy")
     ap.add_argument("--sft-steps", type=int, default=SFT["steps"], help="SFT steps of the preparation")
     ap.add_argument("--threads", type=int, default=THREADS, help="torch threads for every phase (default 2)")
+    ap.add_argument("--lr", type=float, default=LR, help="RL learning rate for both trainers (default 2e-4)")
     ap.add_argument("--fresh", action="store_true", help="rebuild data, model and SFT even if cached")
     ap.add_argument("--worked", action="store_true", help="the quickstart's worked-column format (26 new tokens), "
                     "which SFT learns quickly, for a time-to-accuracy comparison")
@@ -425,11 +499,11 @@ def main(argv: list[str] | None = None) -> int:
     work = out / "work"
     torch.set_num_threads(THREADS)
 
-    if args.only:  # child: one trainer, results as JSON on the last stdout line's file
+    if args.only:  # child: one trainer and seed; its results go to OUT/NAME.json
         prep = json.loads((work / "prepared.json").read_text())
         runner = run_rlft if args.only == "rlft" else run_trl
         try:
-            result = runner(work, prep["model_dir"], args.steps, args.eval_every)
+            result = runner(work, prep["model_dir"], args.steps, args.eval_every, args.seeds)
         except ImportError as e:
             result = {"error": f"import failed: {e}"}
         (out / f"{args.only}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -448,66 +522,38 @@ def main(argv: list[str] | None = None) -> int:
     log(f"[machine] fp32 matmul 1024^3 on {THREADS} threads: {peak / 1e9:.1f} GFLOP/s (median)")
     log(f"[model] {params / 1e6:.2f}M parameters; start held-out accuracy {prep['start_accuracy']:.0%}")
 
-    raw: dict[str, dict] = {}
-    for name in ("rlft", "trl"):
-        if name == "trl":
-            import importlib.util
-
-            if importlib.util.find_spec("trl") is None:
-                msg = "TRL is not installed (pip install trl); only rlft's numbers are shown"
-                log(f"[trl] {msg}")
-                raw[name] = {"error": "not installed"}
-                continue
-        log(f"[{name}] {args.steps} RL steps in a subprocess ...")
-        (out / f"{name}.json").unlink(missing_ok=True)
-        logfile = out / f"{name}.log"
-        t = time.perf_counter()
-        with logfile.open("w") as fh:
-            proc = subprocess.run(
-                [sys.executable, __file__, "--only", name, "--steps", str(args.steps), "--out", str(out),
-                 "--eval-every", str(args.eval_every), "--threads", str(THREADS)] + ["--worked"] * WORKED,
-                stdout=fh, stderr=subprocess.STDOUT,
-            )
-        res_file = out / f"{name}.json"
-        if proc.returncode != 0 or not res_file.exists():
-            tail = "\n".join(logfile.read_text().splitlines()[-15:])
-            log(f"[{name}] failed (exit {proc.returncode}); last lines of {logfile}:\n{tail}")
-            raw[name] = {"error": f"failed (exit {proc.returncode}), see {logfile.name}"}
-            continue
-        raw[name] = json.loads(res_file.read_text())
-        if "error" in raw[name]:
-            log(f"[{name}] {raw[name]['error']}; only rlft's numbers are shown")
-        else:
-            log(f"[{name}] done in {time.perf_counter() - t:.0f} s")
-
-    summary = {n: (r if "error" in r else summarise(r, params, peak, prep["start_accuracy"], args.gain))
-               for n, r in raw.items()}
+    raw: dict[str, list[dict]] = {"rlft": [], "trl": []}
+    for seed in range(args.seeds):
+        for name in raw:
+            raw[name].append(run_child(name, seed, args, out))
+    start = prep["start_accuracy"]
+    summary = {n: [r if "error" in r else {**summarise(r, params, peak, start, args.gain), "raw": r} for r in rs]
+               for n, rs in raw.items()}
     print()
     print(f"rlft vs TRL GRPOTrainer: {DIGITS}-digit addition, {params / 1e6:.2f}M-param Llama, fp32 CPU, "
           f"{THREADS} threads; {P} prompts x {G} samples/step, <= {MAX_NEW_TOKENS} new tokens, lr {LR:g}")
-    print(f"start (after SFT) held-out greedy accuracy on {N_HELDOUT} problems: {prep['start_accuracy']:.0%}; "
+    print(f"start (after SFT) held-out greedy accuracy on {N_HELDOUT} problems: {start:.0%}; "
           f"machine fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
     print()
-    print_table(summary, prep["start_accuracy"], args.gain, args.steps)
+    print_table({f"{n} seed {i}": s for i in range(args.seeds) for n, ss in summary.items() for s in ss[i:i + 1]},
+                start, args.gain, args.steps)
     print()
-    ok = all("error" not in summary.get(n, {"error": 1}) for n in ("rlft", "trl"))
-    ratio = summary["trl"]["median_step_seconds"] / summary["rlft"]["median_step_seconds"] if ok else None
-    if ratio is not None:
-        print(f"TRL / rlft seconds per step (median): {ratio:.2f}x")
+    comparison = compare_seeds(summary, start + args.gain)
     print("FLOP/s frac = 8 * params * completion tokens per step / step time / matmul peak "
           "(6N per trained token + 2N per generated token; prompt tokens not counted)")
     print(f"s/step and train wall exclude evaluation (every {args.eval_every} steps, greedy, untimed); "
           f"held-out accuracy by the same evaluator for both")
     results = {
-        "settings": {"steps": args.steps, "prompts_per_step": P, "group_size": G, "max_new_tokens": MAX_NEW_TOKENS,
-                     "temperature": TEMPERATURE, "lr": LR, "threads": THREADS, "eval_every": args.eval_every,
-                     "gain": args.gain, "model": MODEL, "parameters": params, "sft": prep["settings"]["sft"]},
+        "settings": {"steps": args.steps, "seeds": args.seeds, "prompts_per_step": P, "group_size": G,
+                     "max_new_tokens": MAX_NEW_TOKENS, "temperature": TEMPERATURE, "lr": LR, "threads": THREADS,
+                     "eval_every": args.eval_every, "gain": args.gain, "model": MODEL, "parameters": params,
+                     "sft": prep["settings"]["sft"]},
         "machine_matmul_flops": peak,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
-        "start_accuracy": prep["start_accuracy"],
-        "summary": summary,
-        "trl_over_rlft_step_seconds": ratio,
+        "start_accuracy": start,
+        "summary": {n: [{k: v for k, v in x.items() if k != "raw"} for x in xs] for n, xs in summary.items()},
+        "comparison": comparison,
         "raw": raw,
         "total_seconds": time.perf_counter() - t_all,
     }
