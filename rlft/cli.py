@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="seed for data, model and sampling (default: 0)")
     q.add_argument("--fast", action="store_true", help="a run of seconds with tiny budgets, for smoke tests")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _job_parser(sub, "train", "RL-fine-tune a model on a dataset with a grader",
-                "Run on-policy RL (algorithm.name) on data.train, scored by [grader].")
+    _job_parser(sub, "train", "train a model with algorithm.name: sft, expert_iteration, grpo, ..., ppo",
+                "Run algorithm.name on data.train: on-policy RL scored by [grader] (grpo, rloo, ..., ppo with "
+                "a value head), expert iteration, or sft on the demonstrations in data.completion.")
     _job_parser(sub, "sft", "supervised fine-tuning on demonstrations",
                 "Fine-tune on data.train's prompt/completion pairs (the RL loss with advantage 1).")
     _job_parser(sub, "eval", "score a model on a dataset: mean reward, pass@1, pass@k",
@@ -117,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(world_eval(job), indent=2))
             return 0
-        if args.command == "train":
-            from rlft.train_rl import train
+        if args.command == "train":  # any method on the imitation-to-RL axis, by algorithm.name
+            from rlft.methods import train
         elif args.command == "sft":
             from rlft.train_sft import train
         else:

@@ -145,7 +145,7 @@ class AlgorithmConfig:
     """The RL algorithm (rlft.algos)."""
 
     name: str = "grpo"
-    """Advantage estimator, a key of rlft.algos.advantages.ADVANTAGES (grpo, dr_grpo, rloo, ...)."""
+    """The method, a key of rlft.methods.METHODS, from imitation to RL: sft (the demonstrations in data.completion), expert_iteration (SFT on the model's own accepted attempts), an outcome-reward advantage of rlft.algos.advantages.ADVANTAGES (grpo, dr_grpo, rloo, reinforce, reinforce_pp, ...), or ppo (a learned value function and GAE)."""
     group_size: int = 8
     """G: samples per prompt."""
     prompts_per_step: int = 4
@@ -162,6 +162,18 @@ class AlgorithmConfig:
     """Optimizer passes over each sampled batch; > 1 needs old logprobs and clipping."""
     aggregation: str = "token_mean"
     """How token losses are reduced, a key of rlft.algos.losses.AGGREGATIONS."""
+    value_coef: float = 0.1
+    """ppo: weight of the value loss added to the policy loss (its gradient reaches the shared trunk)."""
+    value_clip: float = 0.2
+    """ppo: a value may move at most this far from its rollout-time value before the clipped loss stops it; 0 = no clipping."""
+    value_lr: float = 1e-3
+    """ppo: peak learning rate of the value head (it starts at 0 and must catch up); 0 = optim.lr."""
+    gamma: float = 1.0
+    """ppo: discount per step (token or turn) in GAE."""
+    gae_lambda: float = 0.95
+    """ppo: GAE lambda; 1 = Monte Carlo returns minus the value, 0 = one-step TD."""
+    gae_level: str = "token"
+    """ppo: what a GAE step is, a key of rlft.algos.values.GAE: token (each sampled token) or turn (each policy reply of a multi-turn episode)."""
     drop_zero_advantage: bool = True
     """Drop attempts whose advantage is 0 before the update: zero-variance groups, and for
     expert_iteration the rejected attempts (which makes it SFT on the accepted ones)."""
@@ -314,6 +326,11 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algorithm.clip_low": (lambda v: v >= 0, ">= 0"),
     "algorithm.clip_high": (lambda v: v >= 0, ">= 0"),
     "algorithm.updates_per_batch": (lambda v: v >= 1, ">= 1"),
+    "algorithm.value_coef": (lambda v: v >= 0, ">= 0"),
+    "algorithm.value_clip": (lambda v: v >= 0, ">= 0 (0 = no clipping)"),
+    "algorithm.value_lr": (lambda v: v >= 0, ">= 0 (0 = optim.lr)"),
+    "algorithm.gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "algorithm.gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "sampling.max_new_tokens": (lambda v: v >= 1, ">= 1"),
     "sampling.temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
     "sampling.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
@@ -361,7 +378,8 @@ def _table(module: str, name: str) -> Callable[[], list[str]]:
 _CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "model.dtype": ("dtype", lambda: ["auto", "float32", "bfloat16", "float16"]),
     "run.device": ("device", lambda: ["auto", "cpu", "cuda"]),
-    "algorithm.name": ("algorithm", _table("rlft.algos.advantages", "ADVANTAGES")),
+    "algorithm.name": ("algorithm", _table("rlft.methods", "METHODS")),
+    "algorithm.gae_level": ("GAE level", _table("rlft.algos.values", "GAE")),
     "algorithm.kl_estimator": ("KL estimator", _table("rlft.algos.losses", "KL_ESTIMATORS")),
     "algorithm.aggregation": ("aggregation", _table("rlft.algos.losses", "AGGREGATIONS")),
     "world.tool_format": ("tool-call format", lambda: ["auto", *_table("rlft.envs.tools", "TOOL_FORMATS")()]),

@@ -8,6 +8,7 @@ when the gradient is not finite.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -57,9 +58,15 @@ def lr_multiplier(step: int, cfg: OptimConfig) -> float:
     return SCHEDULES[cfg.schedule](min((step - cfg.warmup_steps) / span, 1.0))
 
 
-def make_optimizer(model, cfg: OptimConfig):
-    """AdamW over the trainable parameters, with the warmup and schedule of ``cfg``."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(model, cfg: OptimConfig, lrs: dict[str, float] | None = None):
+    """AdamW over the trainable parameters, with the warmup and schedule of ``cfg``. ``lrs``
+    maps a parameter-name prefix to its own peak learning rate (a value head's), one param
+    group each; every other parameter is in the first group, at ``cfg.lr``."""
+    groups: dict[float, list] = {cfg.lr: []}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault(next((lr for pre, lr in (lrs or {}).items() if name.startswith(pre)), cfg.lr), []).append(p)
+    params = [{"params": ps, "lr": lr} for lr, ps in groups.items() if ps]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, cfg))
     return optimizer, scheduler
@@ -88,20 +95,24 @@ def fill_logprobs(model, batch: Batch, micro_batch_size: int, temperature: float
 
 
 def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfig, norm: Norm | None = None,
-           all_reduce: Callable[[torch.Tensor], None] | None = None) -> dict:
+           all_reduce: Callable[[torch.Tensor], None] | None = None, critic=None) -> dict:
     """One optimizer step on ``batch``; returns metrics (loss, grad_norm, entropy, skipped...).
     The caller steps the learning-rate scheduler once per training step.
 
     Data parallel (rlft.distributed.learners): ``batch`` is this rank's shard, ``norm`` the whole
     step's normaliser, and ``all_reduce`` sums a tensor in place across ranks; it is applied to the
     gradients and the metric totals once, before clipping, so every rank takes the step the single
-    process would (the sum of the shards' gradients IS the full batch's)."""
+    process would (the sum of the shards' gradients IS the full batch's).
+
+    ``critic`` (rlft.critic.ValueCritic, PPO): its ``watch`` sees each micro-batch's forward pass
+    and its ``loss`` (value_coef · value loss) is added to the policy loss; "loss" then is the sum."""
     device = next(model.parameters()).device
     norm = norm or Norm.of(batch.loss_mask_BT, loss.max_tokens)
     totals = {"loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "kl": 0.0, "logp_gap": 0.0}
     n_tokens = norm.n_tokens  # the step's trained tokens (>= 1), on every rank
     for mb in micro_batches(batch, optim.micro_batch_size, device):
-        logp_BT, ent_BT = batch_logprobs(model, mb, loss.temperature, with_entropy=True)
+        with critic.watch(model) if critic is not None else nullcontext([]) as hidden:
+            logp_BT, ent_BT = batch_logprobs(model, mb, loss.temperature, with_entropy=True)
         value, metrics = policy_loss(
             logp_BT,
             mb.adv_BT,
@@ -115,6 +126,9 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
             kl_coef=loss.kl_coef,
             kl_estimator=loss.kl_estimator,
         )
+        if critic is not None:
+            value_term, value_metrics = critic.loss(hidden, mb, norm)
+            value, metrics = value + value_term, {**metrics, **value_metrics}
         value.backward()
         # token-weighted sums of this micro-batch's masked means -> step means
         w = float(mb.loss_mask_BT.sum()) / n_tokens
@@ -123,7 +137,7 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
         gap_BT = (logp_BT.detach() - mb.sampler_logp_BT).abs() * mb.loss_mask_BT
         totals["logp_gap"] += float(gap_BT.sum()) / n_tokens
         for k, v in metrics.items():
-            totals[k] += float(v) * w
+            totals[k] = totals.get(k, 0.0) + float(v) * w
     params = [p for p in model.parameters() if p.requires_grad]
     if all_reduce is not None:
         _reduce(params, totals, all_reduce)

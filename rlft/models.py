@@ -162,10 +162,57 @@ def load_model(
     return model
 
 
+VALUE_HEAD = "value_head"  # the attribute (and checkpoint key prefix) of a policy's value head
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+class ValueHead(torch.nn.Module):
+    """V(s): one linear layer on the policy's last hidden state (the input of its LM head),
+    initialised to 0 so the first values are 0. Kept in float32 whatever the policy's dtype."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden_BTH: torch.Tensor) -> torch.Tensor:
+        """hidden_BTH (B, T, H) -> values_BT (B, T) float32."""
+        return self.linear(hidden_BTH.float()).squeeze(-1)
+
+
+def attach_value_head(model, model_path: str | Path) -> ValueHead:
+    """Give ``model`` a value head as the submodule ``value_head``, so its weights are in
+    ``model.parameters()`` (the optimizer), in every checkpoint and in a resume, like the
+    policy's own. Loads ``value_head.safetensors`` from the model folder when there is one
+    (a PPO run's final/), else starts at 0."""
+    from safetensors.torch import load_model as load_safetensors
+
+    head = ValueHead(model.get_output_embeddings().in_features)
+    saved = Path(model_path) / VALUE_HEAD_FILE
+    if saved.is_file():
+        load_safetensors(head, str(saved))
+    device = next(model.parameters()).device
+    model.add_module(VALUE_HEAD, head.to(device))
+    return head
+
+
 def save_final(model, tokenizer, out_dir: str | Path) -> Path:
     """Write the trained model in Hugging Face format; LoRA adapters are merged so that the
-    folder loads with plain ``from_pretrained``."""
+    folder loads with plain ``from_pretrained``. A value head is written beside it, to
+    value_head.safetensors, not into the policy's weights."""
     out_dir = Path(out_dir)
+    children = dict(model.named_children())
+    if VALUE_HEAD in children:
+        from safetensors.torch import save_model as save_safetensors
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_safetensors(children[VALUE_HEAD], str(out_dir / VALUE_HEAD_FILE))
+        delattr(model, VALUE_HEAD)
+        try:
+            return save_final(model, tokenizer, out_dir)
+        finally:
+            model.add_module(VALUE_HEAD, children[VALUE_HEAD])
     if hasattr(model, "merge_and_unload"):  # a peft model
         model.save_pretrained(out_dir / "adapter")
         model = model.merge_and_unload()

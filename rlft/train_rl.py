@@ -24,8 +24,9 @@ from collections import Counter
 
 import torch
 
-from rlft.algos.advantages import ADVANTAGES, group_stats
+from rlft.algos.advantages import group_stats
 from rlft.config import Job
+from rlft.critic import make_critic
 from rlft.data import DataError, collate, load_items, report_bad
 from rlft.envs.worlds.rollout import WorldRollout
 from rlft.learner import LossSettings, fill_logprobs, make_optimizer, update
@@ -78,12 +79,13 @@ def train(job: Job) -> dict:
     if algo.kl_coef > 0:
         dtype = pick_dtype(job.model.dtype, run.device)
         reference = load_model(run.model_path, device=run.device, dtype=dtype, trainable=False)
-    optimizer, scheduler = make_optimizer(run.model, job.optim)
+    # outcome rewards alone, or PPO's value head (attached here: in the optimizer and the checkpoint)
+    critic = make_critic(job, run.model, run.model_path)
+    optimizer, scheduler = make_optimizer(run.model, job.optim, critic.lrs)
     state = resume(run, optimizer, scheduler)
     first = state.get("step", 0)
     run.sampler.version = state.get("sampler_version", 0)
 
-    advantages = ADVANTAGES[algo.name]
     params = SamplingParams(
         sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k, tuple(sampling.stop)
     )
@@ -106,10 +108,10 @@ def train(job: Job) -> dict:
             )
             trajectories = [t for g in groups for t in g.trajectories_G]
 
-            # 4-5. rewards -> advantages within each group; errored attempts excluded
+            # 4-5. rewards -> advantages within each group (PPO: per token, after collation); errored excluded
             rewards_P_G = torch.tensor([[t.reward for t in g.trajectories_G] for g in groups])
             valid_P_G = torch.tensor([[not t.errored for t in g.trajectories_G] for g in groups])
-            adv_P_G = advantages(rewards_P_G, valid_P_G=valid_P_G)
+            adv_P_G = critic.sequence_advantages(rewards_P_G, valid_P_G)
             keep_B = valid_P_G.flatten()
             if algo.drop_zero_advantage:
                 keep_B = keep_B & (adv_P_G.flatten() != 0)  # not &=: flatten() is a view
@@ -120,12 +122,13 @@ def train(job: Job) -> dict:
             metrics = {}
             if kept:
                 batch = collate(kept, adv_P_G.flatten()[keep_B].tolist(), run.tokenizer.pad_token_id)
+                metrics = critic.prepare(run.model, batch, rewards_P_G.flatten()[keep_B])
                 if algo.updates_per_batch > 1:
                     batch.old_logp_BT = fill_logprobs(run.model, batch, job.optim.micro_batch_size, loss.temperature)
                 if reference is not None:
                     batch.ref_logp_BT = fill_logprobs(reference, batch, job.optim.micro_batch_size, loss.temperature)
                 for _ in range(algo.updates_per_batch):
-                    metrics = update(run.model, optimizer, batch, loss, job.optim)
+                    metrics |= update(run.model, optimizer, batch, loss, job.optim, critic=critic)
             scheduler.step()  # once per RL step, however many updates it made
             # 10. the sampler shares the module: syncing is a no-op, the version still counts
             run.sampler.version += 1

@@ -88,7 +88,8 @@ class Batch:
     The continuation tensors are right-padded (B, T). ``loss_mask_BT`` is the trajectories'
     ``sampled_mask`` and nothing else. ``adv_BT`` is (B, 1) for sequence-level advantages.
     ``sampler_logp_BT`` is what the sampler reported (for the sampler-vs-learner gap);
-    ``old_logp_BT`` / ``ref_logp_BT`` are filled by the loop when used.
+    ``old_logp_BT`` / ``ref_logp_BT`` are filled by the loop when used; ``adv_BT`` (then (B, T)),
+    ``returns_BT`` and ``values_BT`` by a value critic (rlft.critic).
     """
 
     prefix_ids_PT: Any
@@ -101,6 +102,8 @@ class Batch:
     sampler_logp_BT: Any
     old_logp_BT: Any = None
     ref_logp_BT: Any = None
+    returns_BT: Any = None  # PPO: value targets (lambda-returns)
+    values_BT: Any = None  # PPO: the value head's values at rollout time (for value clipping)
 
     def __len__(self) -> int:
         return self.input_ids_BT.shape[0]
