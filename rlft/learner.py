@@ -8,6 +8,7 @@ when the gradient is not finite.
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
@@ -18,6 +19,10 @@ from rlft.algos.logprobs import prefix_logprobs
 from rlft.algos.losses import Norm, policy_loss
 from rlft.config import OptimConfig
 from rlft.types import Batch
+
+# The schedule advances once per training step, also on a step that made no update (every
+# attempt had advantage 0, or a skipped non-finite update); torch warns about that case.
+warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`")
 
 
 @dataclass(frozen=True)
