@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "the answer) and probes (empty, echoed prompt, very long, answer buried among others, format "
                     "without content); a probe that scores high is flagged as a reward-hacking risk (exit 1).")
     g.add_argument("--items", type=int, default=50, help="how many items of data.eval (else data.train) to use")
+    from rlft.rewards.reward_model_job import add_command as add_reward_model
+
+    add_reward_model(sub)  # rlft reward-model train PAIRS
     w = sub.add_parser("world", help="check a world's tasks, or score a model in a world",
                        description="Multi-turn worlds on SQLite (rlft.envs.worlds).")
     wsub = w.add_subparsers(dest="world_command", required=True)
@@ -95,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     from rlft.run import RunStopped
 
     try:
+        if args.command == "reward-model":
+            from rlft.rewards.reward_model_job import run_command
+
+            print(json.dumps(run_command(args), indent=2))
+            return 0
         if args.command == "quickstart":
             from rlft.tasks.quickstart import quickstart
 

@@ -78,7 +78,7 @@ class GraderConfig:
     """How an attempt is scored (rlft.rewards.graders; OpenAI's grader format in rlft.rewards.specs)."""
 
     type: str = "exact"
-    """A key of rlft.rewards.graders.GRADERS: exact | numeric | regex | contains | python | string_check | text_similarity | multi | math | json_schema | length_penalty | format_penalty."""
+    """A key of rlft.rewards.graders.GRADERS: exact | numeric | regex | contains | python | string_check | text_similarity | multi | math | json_schema | length_penalty | format_penalty | reward_model | reasoning_gym."""
     file: str = ""
     """A grader JSON file in OpenAI's format, relative to the job file; when set, [grader] holds nothing else."""
     reference: str = ""
@@ -117,6 +117,12 @@ class GraderConfig:
     """length_penalty: over the next buffer_chars the penalty grows linearly to -penalty (DAPO's soft overlong penalty); 0 = a step."""
     penalty: float = 1.0
     """length_penalty/format_penalty: the score when the output is too long / not in the format (as -penalty); else 0."""
+    model: str = ""
+    """reward_model: the folder rlft reward-model train wrote, relative to the job file."""
+    prompt_field: str = "prompt"
+    """reward_model: the item field holding the prompt, scored with the attempt (set it to data.prompt's field)."""
+    monitor: dict[str, GraderConfig] = field(default_factory=dict)
+    """Graders logged, not trained on: [grader.monitor.NAME] tables like [grader] give NAME/mean and NAME/pass_rate in metrics.jsonl and the scores in samples.jsonl (a gold grader beside a reward model shows over-optimisation; rlft.rewards.monitor)."""
 
 
 @dataclass(frozen=True)
@@ -479,6 +485,7 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
         table = raw.get(name, {})
         sections[name] = _build(cls, name, table, lambda k, n=name: src.get((n, k), f"{fname}: [{n}] {k}"), errors)
     if not errors:
+        sections["grader"] = _gym_grader(sections, src)
         errors += _cross_checks(sections, src)
     if not errors:  # still before any model loads
         errors += _grader_checks(sections["grader"], base_dir, f"{fname}: [grader]")
@@ -595,9 +602,21 @@ def _check_value(name: str, value: Any) -> None:
                 raise _Bad(f"unknown {what}{entry}; {_did_you_mean(v, valid)}valid: {', '.join(valid)}")
 
 
+def _gym_grader(s: dict[str, Any], src: dict[tuple[str, str], str]) -> GraderConfig:
+    """A reasoning_gym data source is scored by its dataset's scorer unless [grader] says otherwise."""
+    g: GraderConfig = s["grader"]
+    if s["data"].train.startswith("reasoning_gym:") and ("grader", "type") not in src and not g.file:
+        return dataclasses.replace(g, type="reasoning_gym")
+    return g
+
+
 def _cross_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list[str]:
     g: GraderConfig = s["grader"]
     out = []
+    if s["data"].train.startswith("reasoning_gym:"):  # train and eval must not share generated items
+        from rlft.data.gym import overlap_errors
+
+        out += overlap_errors(s["data"].train, s["data"].eval)
     where = src.get(("grader", "type"), "[grader] type")
     if g.type == "regex":
         try:
@@ -618,9 +637,11 @@ def _cross_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list[st
 def _grader_checks(g: GraderConfig, base_dir: str, where: str) -> list[str]:
     """The whole grader spec (files, sub-graders, formulas, templates), checked by building it."""
     from rlft.rewards.graders import make_grader  # lazy: the graders import this module
+    from rlft.rewards.monitor import make_monitors
 
     try:
         make_grader(g, base_dir)
+        make_monitors(g, base_dir)
     except ConfigError as e:
         return [f"{where}: {e}"]
     return []

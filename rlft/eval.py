@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 
 from rlft.rewards.graders import Grader
+from rlft.rewards.monitor import Monitor, annotate
 from rlft.rollout.runner import run_groups
 from rlft.rollout.sampler import Sampler, SamplingParams
 
@@ -55,10 +56,12 @@ def evaluate(
     samples: int,
     seed: int,
     batch_prompts: int = 64,
+    monitors: dict[str, Monitor] | None = None,
 ) -> dict[str, float]:
-    """Score ``samples`` attempts at every prompt; greedy when params.temperature == 0."""
+    """Score ``samples`` attempts at every prompt; greedy when params.temperature == 0.
+    ``monitors`` (rlft.rewards.monitor) add NAME/mean and NAME/pass_rate."""
     generator = torch.Generator().manual_seed(seed)
-    rewards_P_N, errored = [], 0
+    rewards_P_N, errored, all_groups = [], 0, []
     for start in range(0, len(items), batch_prompts):
         groups, _ = run_groups(
             sampler, items[start : start + batch_prompts], prompts[start : start + batch_prompts],
@@ -67,4 +70,5 @@ def evaluate(
         for g in groups:
             rewards_P_N.append([t.reward for t in g.trajectories_G])
             errored += sum(t.errored for t in g.trajectories_G)
-    return {**score(rewards_P_N, samples), "errored": float(errored)}
+        all_groups += groups
+    return {**score(rewards_P_N, samples), "errored": float(errored), **annotate(monitors or {}, all_groups)}

@@ -29,6 +29,7 @@ from rlft.data import load_items
 from rlft.eval import evaluate
 from rlft.models import build_tiny_model, check_model_dir, encode_prompt, load_model, load_tokenizer, pick_device, pick_dtype, save_final
 from rlft.rewards.graders import Grader, make_grader
+from rlft.rewards.monitor import make_monitors
 from rlft.rollout.sampler import HFSampler, SamplingParams
 from rlft.track import Tracker
 
@@ -252,7 +253,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
     t0 = time.time()
     metrics = evaluate(
         run.sampler, run.eval_items, run.eval_prompts, run.grader, params, job.eval.samples,
-        seed=job.run.seed,
+        seed=job.run.seed, monitors=make_monitors(job.grader, job.base_dir),
     )
     metrics = {f"eval/{k}": v for k, v in metrics.items()}
     metrics["eval/seconds"] = time.time() - t0

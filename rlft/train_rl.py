@@ -32,6 +32,7 @@ from rlft.envs.worlds.rollout import WorldRollout
 from rlft.learner import LossSettings, fill_logprobs, make_optimizer, update
 from rlft.models import encode_prompt, load_model, pick_dtype
 from rlft.progress import Progress
+from rlft.rewards.monitor import annotate, make_monitors
 from rlft.rollout.runner import run_groups
 from rlft.rollout.sampler import SamplingParams
 from rlft.run import after_step, finish, item_order, resume, start, step_generator
@@ -75,6 +76,7 @@ def train(job: Job) -> dict:
     run = start(job, check=None if world else lambda tokenizer: encode_prompts(job, items, tokenizer))
     items, prompts = (items, [[]] * len(items)) if world else run.checked
     rollout = world.run_groups if world else run_groups
+    monitors = make_monitors(job.grader, job.base_dir)  # [grader.monitor.NAME]: logged, not trained on
     reference = None
     if algo.kl_coef > 0:
         dtype = pick_dtype(job.model.dtype, run.device)
@@ -107,6 +109,7 @@ def train(job: Job) -> dict:
                 step_generator(job.run.seed, step),
             )
             trajectories = [t for g in groups for t in g.trajectories_G]
+            watched = annotate(monitors, groups)  # e.g. gold/mean beside a reward model's score
 
             # 4-5. rewards -> advantages within each group (PPO: per token, after collation); errored excluded
             rewards_P_G = torch.tensor([[t.reward for t in g.trajectories_G] for g in groups])
@@ -135,7 +138,7 @@ def train(job: Job) -> dict:
 
             # 11. log
             metrics |= step_metrics(trajectories, rewards_P_G, valid_P_G, len(kept), time.perf_counter() - t_step)
-            metrics |= times | {"time/learn": time.perf_counter() - t_learn}
+            metrics |= times | {"time/learn": time.perf_counter() - t_learn} | watched
             state = {"sampler_version": run.sampler.version, "data_position": step * P}
             samples = transcripts(groups, adv_P_G, job.run.log_samples)
             ids = [f"{items[i]['_source']}:{items[i]['_line']}" for i in idx]

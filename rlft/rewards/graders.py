@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlft.config import ConfigError, GraderConfig
-from rlft.rewards import checks, specs
+from rlft.rewards import checks, gym, reward_model_grader, specs
 from rlft.types import Sample
 
 Grader = Callable[[Sample, dict], float]
@@ -302,4 +302,6 @@ GRADERS: dict[str, Callable[[GraderConfig, Path, str], Grader]] = {
     "json_schema": checks.json_schema,
     "length_penalty": checks.length_penalty,
     "format_penalty": checks.format_penalty,
+    "reward_model": reward_model_grader.reward_model,  # RLHF: a Bradley–Terry model (rlft reward-model train)
+    "reasoning_gym": gym.reasoning_gym,  # a reasoning-gym dataset's own scorer (pip install rlft[gym])
 }
