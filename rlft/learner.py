@@ -36,6 +36,7 @@ class LossSettings:
     kl_estimator: str = "k3"
     temperature: float = 1.0  # the sampler's, so learner and sampler logprobs agree
     max_tokens: int = 1  # the generation budget, for the Dr. GRPO constant normaliser
+    logp_gap: bool = True  # log |learner - sampler| logprobs; off for demonstrations (no sampler)
 
 
 def constant(progress: float) -> float:
@@ -113,7 +114,9 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
     and its ``loss`` (value_coef · value loss) is added to the policy loss; "loss" then is the sum."""
     device = next(model.parameters()).device
     norm = norm or Norm.of(batch.loss_mask_BT, loss.max_tokens)
-    totals = {"loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "kl": 0.0, "logp_gap": 0.0}
+    totals = {"loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "kl": 0.0}
+    if loss.logp_gap:
+        totals["logp_gap"] = 0.0
     n_tokens = norm.n_tokens  # the step's trained tokens (>= 1), on every rank
     for mb in micro_batches(batch, optim.micro_batch_size, device):
         with critic.watch(model) if critic is not None else nullcontext([]) as hidden:
@@ -139,8 +142,9 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
         w = float(mb.loss_mask_BT.sum()) / n_tokens
         totals["loss"] += float(value.detach())
         totals["entropy"] += float((ent_BT * mb.loss_mask_BT).sum()) / n_tokens  # no graph
-        gap_BT = (logp_BT.detach() - mb.sampler_logp_BT).abs() * mb.loss_mask_BT
-        totals["logp_gap"] += float(gap_BT.sum()) / n_tokens
+        if loss.logp_gap:
+            gap_BT = (logp_BT.detach() - mb.sampler_logp_BT).abs() * mb.loss_mask_BT
+            totals["logp_gap"] += float(gap_BT.sum()) / n_tokens
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + float(v) * w
     params = [p for p in model.parameters() if p.requires_grad]

@@ -60,7 +60,7 @@ def train(job: Job) -> dict:
     items, examples = run.checked
     optimizer, scheduler = make_optimizer(run.model, job.optim)
     first = resume(run, optimizer, scheduler).get("step", 0)
-    loss = LossSettings()  # advantage 1, on-policy form: the NLL
+    loss = LossSettings(logp_gap=False)  # advantage 1, on-policy form: the NLL; no sampler to compare with
     bs = job.optim.batch_size
     with run.interrupts, Progress(job.optim.steps, "sft", enabled=job.run.progress, start=first) as bar:
         for step in range(first + 1, job.optim.steps + 1):

@@ -42,9 +42,10 @@ def test_pass_at_k_by_hand():
     assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
     assert pass_at_k(4, 1, 2) == pytest.approx(0.5)
     assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 3, 2) == 1.0
-    # two prompts: rewards [1,0] and [0,0] -> pass@1 = (0.5 + 0)/2, pass@2 = (1 + 0)/2
+    # two prompts: rewards [1,0] and [0,0] -> pass@1 = (0.5 + 0)/2, pass@2 = (1 + 0)/2,
+    # pass^2 (both attempts pass) = (C(1,2)/C(2,2) + 0)/2 = 0
     m = score([[1.0, 0.0], [0.0, 0.0]], k=2)
-    assert m == {"mean_reward": 0.25, "pass@1": 0.25, "pass@2": 0.5}
+    assert m == {"mean_reward": 0.25, "pass@1": 0.25, "pass@2": 0.5, "pass^2": 0.0}
 
 
 def test_item_order_is_a_permutation_per_epoch_and_pure():
