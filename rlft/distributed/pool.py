@@ -10,6 +10,7 @@ learner by more than ``max_staleness`` versions.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from rlft.config import Job
@@ -58,13 +59,20 @@ class SamplerPool:
     def _recover(self, i: int) -> None:
         """After a call on actor ``i`` failed: wait for Ray's restart (its new process id), or
         mark it dead when Ray gave up on it. Each death is counted once, however many calls failed."""
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-        try:
-            pid = self.ray.get(self.actors[i].pid.remote(), timeout=600.0)
-        except RayActorError:
-            self.dead[i] = True
-            return
+        deadline = time.monotonic() + 600.0
+        while True:
+            try:
+                pid = self.ray.get(self.actors[i].pid.remote(), timeout=600.0)
+                break
+            except ActorUnavailableError:  # restarting: ask again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+            except ActorDiedError:  # Ray gave up on it (sampler_restarts used up)
+                self.dead[i] = True
+                return
         if pid != self.pids[i]:
             self.pids[i], self.synced[i] = pid, False  # a fresh process: it needs the weights again
             self.counts["actor_deaths"] += 1

@@ -1,0 +1,173 @@
+"""The distributed RL loop (rlft.distributed) on a local Ray cluster started by this module:
+the smoke run, a sampler actor killed mid-step, a learner rank killed mid-run and the resume,
+and the equivalence with the single-process loop. Pure pieces (sharding, truncated IS,
+the all-reduced update) are tested without Ray.
+
+Run: OMP_NUM_THREADS=1 python -m pytest -q tests/test_distributed.py   (needs pip install 'rlft[ray]')
+"""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlft import train_rl
+from rlft.algos.losses import Norm
+from rlft.config import ConfigError, DistributedConfig, load_job
+from rlft.data import collate
+from rlft.distributed.learners import shard, shard_rows
+from rlft.distributed.staleness import truncated_is
+from rlft.learner import LossSettings, update
+from rlft.tasks import arithmetic
+from rlft.types import Trajectory
+
+# --- pure pieces -------------------------------------------------------------------------------
+
+
+def test_shard_rows_cover_the_batch_once():
+    assert shard_rows(5, 2) == [(0, 3), (3, 5)]
+    assert shard_rows(1, 3) == [(0, 1), (1, 1), (1, 1)]
+
+
+def test_truncated_is_worked_example():
+    # learner -1.0 vs sampler -1.5 -> e^0.5 = 1.6487, capped at 1.5; equal logprobs -> 1; masked -> 1
+    learner = torch.tensor([[-1.0, -2.0, -3.0]])
+    sampler = torch.tensor([[-1.5, -2.0, -9.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    w, m = truncated_is(learner, sampler, mask, cap=1.5)
+    assert torch.allclose(w, torch.tensor([[1.5, 1.0, 1.0]]))
+    assert m["stale/is_capped_fraction"] == pytest.approx(0.5)
+    assert m["stale/logp_gap"] == pytest.approx(0.25)
+
+
+def test_sharded_update_with_summed_gradients_equals_the_single_process_update(tiny):
+    """What every learner rank runs: ``update`` on its shard with the step's Norm; the sum of the
+    shards' gradients and metric totals (what the all-reduce computes) is the whole batch's,
+    including a rank whose only row is all-masked (W = 6 > 5 rows)."""
+    model, tok = tiny
+    g = torch.Generator().manual_seed(0)
+    trajs = []
+    for b in range(5):
+        n = 3 + b % 3
+        toks = torch.randint(3, 100, (4 + n,), generator=g).tolist()
+        trajs.append(Trajectory(toks, [0] * 4 + [1] * n, [0.0] * (4 + n)))
+    batch = collate(trajs, [1.0, -0.5, 0.25, 2.0, -1.0], tok.pad_token_id)
+    loss, optim = LossSettings(max_tokens=8), load_job(None, []).optim
+    norm = Norm.of(batch.loss_mask_BT, loss.max_tokens)
+    params = [q for q in model.parameters() if q.requires_grad]
+    frozen = torch.optim.SGD(params, lr=0.0)  # the step is not under test: the gradient is
+
+    def summed(parts):
+        total = None
+        for part in parts:  # one "rank" after another; the all-reduce becomes a running sum
+            seen = {}
+            update(model, frozen, part, loss, optim, norm=norm, all_reduce=lambda t: seen.setdefault("t", t.clone()))
+            total = seen["t"] if total is None else total + seen["t"]
+        return total
+
+    whole = summed([batch])
+    for W in (2, 6):
+        assert torch.allclose(summed(shard(batch, W)), whole, atol=1e-6, rtol=1e-5), W
+
+
+# --- on a local Ray cluster ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    pytest.importorskip("ray")
+    from rlft.distributed.cluster import cluster
+
+    with cluster(DistributedConfig(), num_cpus=3) as ray:  # started by rlft: token auth, no dashboard
+        yield ray
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    train, _ = arithmetic.make_splits(2, 24, 4, seed=0, forget=0.6)
+    (d / "train.jsonl").write_text("".join(json.dumps(it) + "\n" for it in train))
+    # a reward that differs between prompts even when the attempts are alike (greedy decoding of a
+    # random model), so reinforce's batch baseline leaves a signal
+    (d / "grader.py").write_text(
+        "def score(sample, item):\n"
+        "    return float(len(set(sample.output_text))) / 4 + float(item['answer'][-1]) / 9\n"
+    )
+    return d
+
+
+def job(data_dir, tiny_dir, out, *overrides):
+    return load_job(None, [
+        f"model.path={tiny_dir}", f"data.train={data_dir / 'train.jsonl'}", "grader.type=python",
+        f"grader.function={data_dir / 'grader.py'}:score", "algorithm.name=reinforce",
+        "algorithm.prompts_per_step=4", "algorithm.group_size=2", "sampling.max_new_tokens=4",
+        "optim.lr=1e-2", "optim.steps=2", "run.progress=false", "run.log_samples=0", f"run.out={out}",
+        *overrides,
+    ])
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(run_dir):
+    return load_file(str(run_dir / "final" / "model.safetensors"))
+
+
+def test_unknown_engine_and_worlds_are_refused():
+    with pytest.raises(ConfigError, match=r"distributed.sampler.*valid: hf, vllm"):
+        load_job(None, ["distributed.sampler=vlm"])
+
+
+def test_smoke_one_actor_one_rank(ray_cluster, data_dir, tiny_dir, tmp_path):
+    summary = train_rl.train(job(data_dir, tiny_dir, tmp_path / "r", "distributed.samplers=1"))
+    assert summary["placement"] == "distributed"
+    rows = metrics(tmp_path / "r")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["stale/version_lag_max"] == 0 for r in rows)  # strictly on-policy
+    assert all(r["logp_gap"] < 1e-4 for r in rows if "logp_gap" in r)  # sampler copy == learner
+
+
+def test_killed_sampler_is_restarted_and_its_work_counted_once(ray_cluster, data_dir, tiny_dir, tmp_path):
+    """The grader kills its actor the first time it runs (mid-step); Ray restarts the actor, the
+    pool gives it the current weights and issues the work again. Work is keyed by sample id and its
+    RNG derives from the id, so the run ends with exactly the weights of a run without the death."""
+    marker = tmp_path / "killed"
+    (tmp_path / "killer.py").write_text(
+        "import os, pathlib\n"
+        f"MARK = pathlib.Path({str(marker)!r})\n"
+        "def score(sample, item):\n"
+        "    if not MARK.exists():\n"
+        "        MARK.touch()\n"
+        "        os._exit(1)  # the actor dies mid-step\n"
+        "    return float(len(set(sample.output_text))) / 4\n"
+    )
+    calm = train_rl.train(job(data_dir, tiny_dir, tmp_path / "calm", "distributed.samplers=1"))
+    killed = train_rl.train(job(data_dir, tiny_dir, tmp_path / "killed_run", "distributed.samplers=2",
+                                f"grader.function={tmp_path / 'killer.py'}:score"))
+    assert marker.exists() and calm and killed
+    rows = metrics(tmp_path / "killed_run")
+    assert sum(r["distributed/actor_deaths"] for r in rows) == 1
+    assert sum(r["distributed/reissued"] for r in rows) >= 1
+    assert all(r["attempts"] == 8 for r in rows)  # P·G, never more
+    a, b = weights(tmp_path / "calm"), weights(tmp_path / "killed_run")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_metrics_as_one_process(ray_cluster, data_dir, tiny_dir, tmp_path):
+    """2 sampler actors + a 2-rank learner vs the single-process loop, greedy decoding (so the
+    attempts do not depend on how prompts are split between actors): per-step metrics within
+    1e-4 relative and final weights within 1e-5 (float summation order differs across ranks)."""
+    greedy = ["sampling.temperature=0", "optim.steps=3"]
+    train_rl.train(job(data_dir, tiny_dir, tmp_path / "one", *greedy))
+    train_rl.train(job(data_dir, tiny_dir, tmp_path / "dist", *greedy,
+                       "distributed.samplers=2", "distributed.learner_ranks=2"))
+    one, dist = metrics(tmp_path / "one"), metrics(tmp_path / "dist")
+    assert any(r.get("kept_sequences", 0) > 0 for r in one), "the test needs steps that train"
+    for r1, r2 in zip(one, dist, strict=True):
+        for k in ("reward_mean", "reward_std", "kept_sequences", "loss", "grad_norm", "entropy", "pass_rate"):
+            if k in r1:
+                assert r2[k] == pytest.approx(r1[k], rel=1e-4, abs=1e-6), (r1["step"], k)
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "dist")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
