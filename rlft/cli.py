@@ -55,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "the answer) and probes (empty, echoed prompt, very long, answer buried among others, format "
                     "without content); a probe that scores high is flagged as a reward-hacking risk (exit 1).")
     g.add_argument("--items", type=int, default=50, help="how many items of data.eval (else data.train) to use")
+    sv = sub.add_parser("serve", help="serve a local model through an OpenAI-compatible chat endpoint",
+                        description="Serve a Hugging Face causal LM (a folder or hub id) at "
+                        "http://HOST:PORT/v1: POST /v1/chat/completions (with usage), GET /v1/models. "
+                        "Useful as a local AI judge (grader.judge.base_url) or to try a trained model.")
+    sv.add_argument("model", help="model folder (e.g. runs/quickstart/rl/final) or hub id")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 = any free port, printed)")
+    sv.add_argument("--name", default="", help="model name clients send and /v1/models lists (default: MODEL)")
+    sv.add_argument("--api-key-env", default="", metavar="NAME",
+                    help="require 'Authorization: Bearer KEY' where KEY is in this environment variable")
+    sv.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    sv.add_argument("--verbose", action="store_true", help="log every request to stderr")
     from rlft.rewards.reward_model_job import add_command as add_reward_model
 
     add_reward_model(sub)  # rlft reward-model train PAIRS
@@ -103,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(run_command(args), indent=2))
             return 0
+        if args.command == "serve":
+            from rlft.serve import main as serve
+
+            return serve(args.model, args.host, args.port, args.api_key_env, args.name, args.device, args.verbose)
         if args.command == "quickstart":
             from rlft.tasks.quickstart import quickstart
 

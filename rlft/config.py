@@ -74,11 +74,41 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class JudgeConfig:
+    """Where an AI judge (score_model, label_model, rank_model) runs, and how it is called (rlft.rewards.judge)."""
+
+    backend: str = "openai"
+    """openai (any OpenAI-compatible chat endpoint, over HTTP) | hf (grader.model is a local Hugging Face model, greedy)."""
+    base_url: str = ""
+    """openai: the endpoint, e.g. "https://api.openai.com/v1" or "http://127.0.0.1:8000/v1" (rlft serve)."""
+    api_key_env: str = ""
+    """openai: the NAME of the environment variable holding the API key (e.g. "OPENAI_API_KEY"); empty = no key sent."""
+    max_concurrency: int = 8
+    """Judge calls in flight at once."""
+    timeout: float = 60.0
+    """Seconds a request may wait on the endpoint (per socket operation) before it counts as timed out."""
+    max_retries: int = 4
+    """Retries after a connection error, timeout, HTTP 429 or 5xx (never after another 4xx)."""
+    backoff: float = 1.0
+    """Seconds before the first retry, doubled at each next one (or the server's Retry-After, when longer); at most 60."""
+    price_input: float = 0.0
+    """USD per 1M prompt tokens, for the judge/cost_usd metric."""
+    price_output: float = 0.0
+    """USD per 1M completion tokens, for the judge/cost_usd metric."""
+    cache: bool = True
+    """Reuse the reply to a request already made (same rubric, input and output)."""
+    disk_cache: bool = False
+    """Also keep the cache in RUN/judge_cache.jsonl, so a resumed run or a rerun asks nothing twice."""
+    device: str = "cpu"
+    """hf: the device the judge model runs on (cpu | cuda)."""
+
+
+@dataclass(frozen=True)
 class GraderConfig:
     """How an attempt is scored (rlft.rewards.graders; OpenAI's grader format in rlft.rewards.specs)."""
 
     type: str = "exact"
-    """A key of rlft.rewards.graders.GRADERS: exact | numeric | regex | contains | python | string_check | text_similarity | multi | math | json_schema | length_penalty | format_penalty | reward_model | reasoning_gym."""
+    """A key of rlft.rewards.graders.GRADERS: exact | numeric | regex | contains | python | string_check | text_similarity | multi | math | json_schema | length_penalty | format_penalty | score_model | label_model | rank_model | reward_model | reasoning_gym."""
     file: str = ""
     """A grader JSON file in OpenAI's format, relative to the job file; when set, [grader] holds nothing else."""
     reference: str = ""
@@ -118,7 +148,21 @@ class GraderConfig:
     penalty: float = 1.0
     """length_penalty/format_penalty: the score when the output is too long / not in the format (as -penalty); else 0."""
     model: str = ""
-    """reward_model: the folder rlft reward-model train wrote, relative to the job file."""
+    """score_model/label_model/rank_model: the judge model the endpoint serves (judge.backend = "hf": a local folder or hub id). reward_model: the folder rlft reward-model train wrote, relative to the job file."""
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    """judges: the prompt, chat messages like { role = "user", content = "... {{item.prompt}} ... {{sample.output_text}}" } (OpenAI's "input"); empty = the rubric's."""
+    rubric: str = ""
+    """judges: a built-in prompt (rlft.rewards.judge_prompts.RUBRICS: correctness, helpfulness) used when messages is empty; empty = correctness."""
+    range: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    """score_model: [low, high]; the judge's score, in this range, is the reward."""
+    labels: list[str] = field(default_factory=list)
+    """label_model: the labels the judge chooses from."""
+    passing_labels: list[str] = field(default_factory=list)
+    """label_model: labels that score 1.0 (the others score 0.0)."""
+    sampling_params: dict[str, Any] = field(default_factory=dict)
+    """judges: sent with each request, e.g. { temperature = 0, max_completion_tokens = 512, seed = 0 }; temperature defaults to 0."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """judges: the endpoint or local model and how it is called, a table [grader.judge]."""
     prompt_field: str = "prompt"
     """reward_model: the item field holding the prompt, scored with the attempt (set it to data.prompt's field)."""
     monitor: dict[str, GraderConfig] = field(default_factory=dict)
@@ -326,6 +370,12 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "grader.max_chars": (lambda v: v >= 0, ">= 0"),
     "grader.buffer_chars": (lambda v: v >= 0, ">= 0 (0 = a step)"),
     "grader.penalty": (lambda v: v >= 0, ">= 0 (the score goes down to -penalty)"),
+    "grader.judge.max_concurrency": (lambda v: v >= 1, ">= 1"),
+    "grader.judge.timeout": (lambda v: v > 0, "> 0 (seconds)"),
+    "grader.judge.max_retries": (lambda v: v >= 0, ">= 0"),
+    "grader.judge.backoff": (lambda v: v >= 0, ">= 0 (seconds)"),
+    "grader.judge.price_input": (lambda v: v >= 0, ">= 0 (USD per 1M tokens)"),
+    "grader.judge.price_output": (lambda v: v >= 0, ">= 0 (USD per 1M tokens)"),
     "algorithm.group_size": (lambda v: v >= 1, ">= 1"),
     "algorithm.prompts_per_step": (lambda v: v >= 1, ">= 1"),
     "algorithm.kl_coef": (lambda v: v >= 0, ">= 0"),
@@ -394,6 +444,7 @@ _CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "grader.normalize": ("normalize option", _table("rlft.rewards.graders", "NORMALIZERS")),
     "grader.operation": ("string_check operation", _table("rlft.rewards.specs", "OPERATIONS")),
     "grader.evaluation_metric": ("text_similarity metric", _table("rlft.rewards.similarity", "METRICS")),
+    "grader.judge.backend": ("judge backend", _table("rlft.rewards.judge_client", "BACKENDS")),
     "distributed.sampler": ("sampler engine", _table("rlft.rollout.engines", "ENGINES")),
 }
 
@@ -530,11 +581,12 @@ def _build(cls: type, dotted: str, table: dict, where: Callable[[str], str], err
             errors.append(f"{where(key)}: unknown key; {_did_you_mean(key, names)}valid keys for [{dotted}]: {valid}")
             continue
         try:
-            if hints[key] == LoraConfig | None:
+            if hints[key] in (LoraConfig | None, JudgeConfig):  # nested tables: [model.lora], [grader.judge]
+                sub = LoraConfig if hints[key] == LoraConfig | None else JudgeConfig
                 if not isinstance(value, dict):
-                    raise _Bad(f"expected a table like {{ rank = 16, alpha = 32 }}, got {type(value).__name__}")
+                    raise _Bad(f"expected a table like {_EXAMPLES[sub]}, got {type(value).__name__}")
                 n_before = len(errors)
-                value = _build(LoraConfig, name, value, lambda k, w=where(key): f"{w}: lora.{k}", errors)
+                value = _build(sub, name, value, lambda k, w=where(key), n=key: f"{w}: {n}.{k}", errors)
                 if len(errors) > n_before:
                     continue
             elif hints[key] == dict[str, GraderConfig]:  # multi's sub-graders: tables like [grader] itself
@@ -552,6 +604,7 @@ def _build(cls: type, dotted: str, table: dict, where: Callable[[str], str], err
     return cls(**kwargs)
 
 
+_EXAMPLES = {LoraConfig: "{ rank = 16, alpha = 32 }", JudgeConfig: "{ base_url = \"http://127.0.0.1:8000/v1\" }"}
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string (in quotes)", bool: "true or false"}
 
 
@@ -580,6 +633,14 @@ def _coerce(hint: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
             raise _Bad(f"expected a list of strings like [\"a\", \"b\"], got {value!r}")
         return list(value)
+    if hint == list[float]:
+        if not isinstance(value, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+            raise _Bad(f"expected a list of numbers like [0, 1], got {value!r}")
+        return [float(x) for x in value]
+    if hint == list[dict[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+            raise _Bad(f"expected a list of tables like [{{ role = \"user\", content = \"...\" }}], got {value!r}")
+        return [dict(x) for x in value]
     ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)  # an int is accepted where a float is expected
@@ -725,8 +786,8 @@ def help_text() -> str:
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
             typ, doc = docs[cls.__name__][f.name]
             out.append(f"  {prefix}.{f.name} ({typ}, {default!r}): {doc}")
-            if f.name == "lora":
-                emit(LoraConfig, f"{prefix}.lora")
+            if f.name in ("lora", "judge"):
+                emit(LoraConfig if f.name == "lora" else JudgeConfig, f"{prefix}.{f.name}")
 
     for name, cls in SECTIONS.items():
         out.append(f"[{name}] {cls.__doc__}")

@@ -184,6 +184,8 @@ def start(job: Job, training: bool = True, check: Callable[[Any], Any] | None = 
     if training:  # eval reads a run's folder; it must not overwrite that run's config
         (out / "config.toml").write_text(job_to_toml(job))
     grader = make_grader(job.grader, job.base_dir)
+    if hasattr(grader, "use_run_dir"):  # an AI judge's disk cache (judge.disk_cache) lives in the run folder
+        grader.use_run_dir(out)
     eval_items = load_eval_items(job)
     torch.manual_seed(job.run.seed)
     device = pick_device(job.run.device)

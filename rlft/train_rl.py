@@ -139,6 +139,8 @@ def train(job: Job) -> dict:
             # 11. log
             metrics |= step_metrics(trajectories, rewards_P_G, valid_P_G, len(kept), time.perf_counter() - t_step)
             metrics |= times | {"time/learn": time.perf_counter() - t_learn} | watched
+            if hasattr(run.grader, "metrics"):  # AI judges: calls, tokens, cost, cache hits, parse errors
+                metrics |= run.grader.metrics()
             state = {"sampler_version": run.sampler.version, "data_position": step * P}
             samples = transcripts(groups, adv_P_G, job.run.log_samples)
             ids = [f"{items[i]['_source']}:{items[i]['_line']}" for i in idx]

@@ -310,7 +310,7 @@ def test_openai_file_errors(tmp_path):
     for name, content in [("judge.json", json.dumps(judge)), ("broken.json", '{"type": "multi",\n "graders": }')]:
         (tmp_path / name).write_text(content)
     msg = config_error(tmp_path, '[grader]\nfile = "judge.json"\n')
-    assert "graders.tone: grader type 'score_model' is not supported yet" in msg
+    assert "does not use tone" in msg  # a judge is read from the file like any grader (rlft.rewards.judge)
     assert "broken.json:2:13: not valid JSON" in config_error(tmp_path, '[grader]\nfile = "broken.json"\n')
     assert "cannot read" in config_error(tmp_path, '[grader]\nfile = "missing.json"\n')
     msg = config_error(tmp_path, '[grader]\nfile = "judge.json"\ntype = "multi"\n')
@@ -359,8 +359,8 @@ def test_toml_spec_errors(tmp_path):
     assert "did you mean 'rouge_l'?" in msg
     msg = config_error(tmp_path, "[grader]\ntype = 'string_check'\ninput = '{{sample.output}}'\n")
     assert "grader.input = '{{sample.output}}': unknown sample field 'output'" in msg
-    msg = config_error(tmp_path, "[grader]\ntype = 'score_model'\n")
-    assert "unknown grader type" in msg and "string_check" in msg
+    msg = config_error(tmp_path, "[grader]\ntype = 'score_modle'\n")
+    assert "unknown grader type" in msg and "did you mean 'score_model'?" in msg
 
 
 def test_cli_rl_job_with_a_multi_grader(tmp_path, tiny_dir):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlft.config import ConfigError, GraderConfig
-from rlft.rewards import checks, gym, reward_model_grader, specs
+from rlft.rewards import checks, gym, judge, reward_model_grader, specs
 from rlft.types import Sample
 
 Grader = Callable[[Sample, dict], float]
@@ -288,7 +288,7 @@ def make_grader(cfg: GraderConfig, base_dir: str | Path = ".", where: str = "gra
     return GRADERS[cfg.type](cfg, base_dir, where)
 
 
-# type -> factory; rlft.rewards.judge adds score_model / label_model here (specs.PLANNED until then)
+# type -> factory
 GRADERS: dict[str, Callable[[GraderConfig, Path, str], Grader]] = {
     "exact": exact,
     "numeric": numeric,
@@ -302,6 +302,9 @@ GRADERS: dict[str, Callable[[GraderConfig, Path, str], Grader]] = {
     "json_schema": checks.json_schema,
     "length_penalty": checks.length_penalty,
     "format_penalty": checks.format_penalty,
+    "score_model": judge.score_model,  # AI judges: rlft.rewards.judge
+    "label_model": judge.label_model,
+    "rank_model": judge.rank_model,
     "reward_model": reward_model_grader.reward_model,  # RLHF: a Bradley–Terry model (rlft reward-model train)
     "reasoning_gym": gym.reasoning_gym,  # a reasoning-gym dataset's own scorer (pip install rlft[gym])
 }

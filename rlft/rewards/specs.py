@@ -14,8 +14,9 @@ The same graders are written inline in a job's TOML; the JSON keys are [grader]'
 ```
 
 ``name``, ``pass_threshold`` and ``image_tag`` are accepted and not used: in RL the reward is
-the score itself. ``score_model`` / ``label_model`` (AI judges) are refused with a clear message
-until rlft.rewards.judge adds them to ``GRADERS``. A ``python`` grader given ``source`` runs
+the score itself. ``score_model`` / ``label_model`` (AI judges, rlft.rewards.judge) take their
+prompt from OpenAI's ``input`` list of messages (``messages`` in TOML); the endpoint comes from
+the job's ``[grader.judge]``, which may sit beside ``file``. A ``python`` grader given ``source`` runs
 ``grade(sample, item)`` in the sandbox (rlft.rewards.code) with ``sample`` and ``item`` as dicts.
 """
 
@@ -28,7 +29,7 @@ import json
 import keyword
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from rlft.config import ConfigError, GraderConfig, grader_from_dict
 from rlft.rewards import similarity
@@ -39,10 +40,8 @@ from rlft.types import Sample
 
 IGNORED_KEYS = ("name", "pass_threshold", "image_tag")
 # types rlft knows of but does not grade yet: type -> what is missing
-PLANNED = {
-    "score_model": "AI judges (score_model) arrive with rlft.rewards.judge (issue 3 part 4)",
-    "label_model": "AI judges (label_model) arrive with rlft.rewards.judge (issue 3 part 4)",
-}
+PLANNED: dict[str, str] = {}
+JUDGE_TYPES = ("score_model", "label_model", "rank_model")
 
 OPERATIONS: dict[str, Callable[[str, str], bool]] = {
     "eq": lambda text, ref: text == ref,
@@ -105,6 +104,48 @@ class Multi:
         return self.formula.evaluate({name: float(g(sample, item)) for name, g in self.graders.items()})
 
 
+def _each(grader: Callable[[Sample, dict], float], samples: Sequence[Sample], items: Sequence[dict]) -> list:
+    out: list = []
+    for s, it in zip(samples, items):
+        try:
+            out.append(grader(s, it))
+        except Exception as e:  # noqa: BLE001 - returned, so the attempt is errored with it
+            out.append(e)
+    return out
+
+
+@dataclass(frozen=True)
+class BatchedMulti(Multi):
+    """A multi whose sub-graders include a batch grader (an AI judge): ``grade_group`` grades a
+    group with each sub-grader at once (the judge's calls run together), then applies the formula;
+    an attempt any sub-grader failed on is errored with that sub-grader's exception."""
+
+    def grade_group(self, samples: Sequence[Sample], items: Sequence[dict]) -> list:
+        scores = {name: g.grade_group(samples, items) if hasattr(g, "grade_group") else _each(g, samples, items)
+                  for name, g in self.graders.items()}
+        out: list = []
+        for i in range(len(samples)):
+            failed = [scores[name][i] for name in self.graders if isinstance(scores[name][i], Exception)]
+            if failed:
+                out.append(failed[0])
+                continue
+            try:
+                out.append(self.formula.evaluate({name: float(scores[name][i]) for name in self.graders}))
+            except Exception as e:  # noqa: BLE001
+                out.append(e)
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        from rlft.rewards.judge import merge_metrics
+
+        return merge_metrics([g.metrics() for g in self.graders.values() if hasattr(g, "metrics")])
+
+    def use_run_dir(self, out: Path) -> None:
+        for g in self.graders.values():
+            if hasattr(g, "use_run_dir"):
+                g.use_run_dir(out)
+
+
 # --- factories: (cfg, base_dir, where) -> Grader ---------------------------------------------
 
 
@@ -148,19 +189,23 @@ def multi(cfg: GraderConfig, base_dir: Path, where: str) -> Multi:
         raise ConfigError(f"{where}.calculate_output = {cfg.calculate_output!r} does not use {', '.join(unused)}; "
                           f"use it or remove {where}.graders.{unused[0]}")
     graders = {name: make_grader(sub, base_dir, f"{where}.graders.{name}") for name, sub in cfg.graders.items()}
-    return Multi(graders, formula)
+    batched = any(hasattr(g, "grade_group") for g in graders.values())
+    return (BatchedMulti if batched else Multi)(graders, formula)
 
 
 # --- files -----------------------------------------------------------------------------------
 
 
 def _from_openai(obj: Any, label: str) -> dict:
-    """A [grader]-shaped table from an OpenAI grader object: unused keys dropped, judges refused."""
+    """A [grader]-shaped table from an OpenAI grader object: unused keys dropped; a judge's ``input``
+    list of messages becomes ``messages``."""
     if not isinstance(obj, dict):
         raise ConfigError(f"{label}: expected a grader object like {{\"type\": \"string_check\", ...}}, got {obj!r}")
     if obj.get("type") in PLANNED:
         raise ConfigError(f"{label}: grader type {obj['type']!r} is not supported yet: {PLANNED[obj['type']]}")
     out = {k: v for k, v in obj.items() if k not in IGNORED_KEYS}
+    if out.get("type") in JUDGE_TYPES and isinstance(out.get("input"), list):
+        out["messages"] = out.pop("input")
     if isinstance(out.get("graders"), dict):
         out["graders"] = {name: _from_openai(sub, f"{label}.graders.{name}") for name, sub in out["graders"].items()}
     return out
@@ -182,12 +227,22 @@ def load_grader_file(path: Path) -> GraderConfig:
 
 
 def file_grader(cfg: GraderConfig, base_dir: Path, where: str) -> tuple[GraderConfig, Path]:
-    """The spec in ``cfg.file`` and the folder its own relative paths resolve against."""
+    """The spec in ``cfg.file`` and the folder its own relative paths resolve against. ``judge``
+    may sit beside ``file``: where an AI judge runs is the job's concern, not the grader's, so it
+    applies to every judge in the file that does not set its own."""
     default = GraderConfig()
-    others = [f.name for f in dataclasses.fields(cfg) if f.name != "file" and getattr(cfg, f.name) != getattr(default, f.name)]
+    others = [f.name for f in dataclasses.fields(cfg)
+              if f.name not in ("file", "judge") and getattr(cfg, f.name) != getattr(default, f.name)]
     if others:
-        raise ConfigError(f"{where}.file = {cfg.file!r}: the grader comes from the file, so {where} sets nothing else; "
-                          f"remove {', '.join(f'{where}.{k}' for k in others)} or move them into the file")
+        raise ConfigError(f"{where}.file = {cfg.file!r}: the grader comes from the file, so {where} sets nothing else "
+                          f"but judge; remove {', '.join(f'{where}.{k}' for k in others)} or move them into the file")
     path = Path(cfg.file)
     path = path if path.is_absolute() else base_dir / path
-    return load_grader_file(path), path.parent
+    return _with_judge(load_grader_file(path), cfg.judge), path.parent
+
+
+def _with_judge(cfg: GraderConfig, judge: Any) -> GraderConfig:
+    """``cfg`` with ``judge`` set on every judge (sub-graders included) left at the default."""
+    subs = {name: _with_judge(sub, judge) for name, sub in cfg.graders.items()}
+    own = cfg.judge if cfg.type not in JUDGE_TYPES or cfg.judge != GraderConfig().judge else judge
+    return dataclasses.replace(cfg, graders=subs, judge=own)

@@ -2,13 +2,16 @@
 grader (``run_groups``) and multi-turn episodes in environments (``run_episodes``).
 
 A grader that raises, or returns a non-finite number, marks its trajectory *errored*: the
-loop masks it out, counts it and logs the error; it is never silently scored 0.
+loop masks it out, counts it and logs the error; it is never silently scored 0. A grader may
+also have ``grade_group(samples, items) -> list[float | Exception]`` (AI judges: slow per call);
+then each group is graded in one call, the P groups concurrently, with the same error rules.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -30,6 +33,35 @@ def grade(grader: Grader, text: str, item: dict) -> tuple[float, str | None]:
     if not math.isfinite(reward):
         return 0.0, f"grader returned {reward}"
     return reward, None
+
+
+def _outcome(result: object) -> tuple[float, str | None]:
+    """``grade``'s (reward, error) for one result of ``grade_group``: a number or an exception."""
+    if isinstance(result, BaseException):
+        return 0.0, f"{type(result).__name__}: {result}"
+    try:
+        reward = float(result)  # type: ignore[arg-type]
+    except Exception as e:  # None, a string...: errored like a grader that returned it
+        return 0.0, f"{type(e).__name__}: {e}"
+    return (reward, None) if math.isfinite(reward) else (0.0, f"grader returned {reward}")
+
+
+def _grade_group(grader, texts_G: list[str], item: dict) -> list[tuple[float, str | None]]:
+    try:
+        results = grader.grade_group([Sample(output_text=t) for t in texts_G], [item] * len(texts_G))
+    except Exception as e:  # the whole group's grading failed: every attempt is errored with it
+        return [_outcome(e)] * len(texts_G)
+    assert len(results) == len(texts_G), f"grade_group returned {len(results)} results for {len(texts_G)} samples"
+    return [_outcome(r) for r in results]
+
+
+def grade_groups(grader: Grader, items_P: Sequence[dict], texts_P_G: Sequence[list[str]]) -> list[list[tuple[float, str | None]]]:
+    """(reward, error) of every attempt: ``grade`` one by one, or ``grade_group`` per group (the
+    groups concurrently; the grader bounds its own calls in flight)."""
+    if not hasattr(grader, "grade_group"):
+        return [[grade(grader, t, item) for t in texts_G] for item, texts_G in zip(items_P, texts_P_G)]
+    with ThreadPoolExecutor(max(1, len(items_P)), thread_name_prefix="rlft-grade") as pool:
+        return list(pool.map(lambda args: _grade_group(grader, *args), zip(texts_P_G, items_P)))
 
 
 def to_trajectory(prompt_T: list[int], c: Completion, reward: float, error: str | None, version: int) -> Trajectory:
@@ -58,12 +90,11 @@ def run_groups(
     t0 = time.perf_counter()
     completions_P_G = sampler.generate(prompts_P, G, params, generator)
     t1 = time.perf_counter()
+    graded_P_G = grade_groups(grader, items_P, [[c.text for c in cs] for cs in completions_P_G])
     groups = []
-    for item, prompt_T, completions_G in zip(items_P, prompts_P, completions_P_G):
-        trajectories_G = []
-        for c in completions_G:
-            reward, error = grade(grader, c.text, item)
-            trajectories_G.append(to_trajectory(list(prompt_T), c, reward, error, sampler.version))
+    for item, prompt_T, completions_G, graded_G in zip(items_P, prompts_P, completions_P_G, graded_P_G):
+        trajectories_G = [to_trajectory(list(prompt_T), c, reward, error, sampler.version)
+                          for c, (reward, error) in zip(completions_G, graded_G)]
         groups.append(Group(trajectories_G, item))
     return groups, {"time/sample": t1 - t0, "time/reward": time.perf_counter() - t1}
 
