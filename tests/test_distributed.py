@@ -7,6 +7,7 @@ Run: OMP_NUM_THREADS=1 python -m pytest -q tests/test_distributed.py   (needs pi
 """
 
 import json
+import time
 
 import pytest
 import torch
@@ -129,6 +130,7 @@ def test_smoke_one_actor_one_rank(ray_cluster, data_dir, tiny_dir, tmp_path):
     assert all(r["logp_gap"] < 1e-4 for r in rows if "logp_gap" in r)  # sampler copy == learner
 
 
+@pytest.mark.slow  # about 60 s: two runs and an actor restart
 def test_killed_sampler_is_restarted_and_its_work_counted_once(ray_cluster, data_dir, tiny_dir, tmp_path):
     """The grader kills its actor the first time it runs (mid-step); Ray restarts the actor, the
     pool gives it the current weights and issues the work again. Work is keyed by sample id and its
@@ -171,3 +173,38 @@ def test_same_metrics_as_one_process(ray_cluster, data_dir, tiny_dir, tmp_path):
                 assert r2[k] == pytest.approx(r1[k], rel=1e-4, abs=1e-6), (r1["step"], k)
     a, b = weights(tmp_path / "one"), weights(tmp_path / "dist")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+@pytest.mark.slow
+def test_dead_learner_rank_stops_the_run_and_it_resumes(ray_cluster, data_dir, tiny_dir, tmp_path):
+    """A grader kills learner rank 1 once 2 steps were graded: the next all-reduce fails, the run
+    stops (LearnerFailed, within distributed.learner_timeout) naming the checkpoint; running the same
+    job again resumes from it and finishes."""
+    from rlft.distributed.learners import LearnerFailed
+
+    marker, count = tmp_path / "killed", tmp_path / "calls"
+    (tmp_path / "killer.py").write_text(
+        "import os, pathlib, signal\n"
+        f"MARK, COUNT = pathlib.Path({str(marker)!r}), pathlib.Path({str(count)!r})\n"
+        "def score(sample, item):\n"
+        "    n = int(COUNT.read_text()) + 1 if COUNT.exists() else 1\n"
+        "    COUNT.write_text(str(n))\n"
+        "    if n > 16 and not MARK.exists():  # 2 steps of 4 prompts x 2 attempts were graded\n"
+        "        MARK.touch()\n"
+        "        for p in pathlib.Path('/proc').glob('[0-9]*'):\n"
+        "            try:\n"
+        "                if (p / 'cmdline').read_bytes().startswith(b'ray::LearnerRank'):\n"
+        "                    os.kill(int(p.name), signal.SIGKILL)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    return float(len(set(sample.output_text))) / 4 + float(item['answer'][-1]) / 9\n"
+    )
+    args = ["distributed.samplers=1", "distributed.learner_ranks=2", "distributed.learner_timeout=30",
+            "optim.steps=4", "run.checkpoint_every=1", f"grader.function={tmp_path / 'killer.py'}:score"]
+    t0 = time.perf_counter()
+    with pytest.raises(LearnerFailed, match=r"learner rank failed.*resume"):
+        train_rl.train(job(data_dir, tiny_dir, tmp_path / "r", *args))
+    assert time.perf_counter() - t0 < 120 and marker.exists()
+    summary = train_rl.train(job(data_dir, tiny_dir, tmp_path / "r", *args))
+    assert summary["steps"] == 4
+    assert [r["step"] for r in metrics(tmp_path / "r")] == [1, 2, 3, 4]
