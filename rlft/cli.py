@@ -70,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     from rlft.rewards.reward_model_job import add_command as add_reward_model
 
     add_reward_model(sub)  # rlft reward-model train PAIRS
+    cmp = sub.add_parser(
+        "compare", help="run methods x seeds x tasks at a fixed budget per cell; report with 95% intervals",
+        description="Run every cell of an experiment file (each an ordinary run folder under its out; finished cells "
+        "are skipped, cut ones resume), then write report.md, curves.png and results.json: held-out pass@1 per "
+        "method with Student-t 95% intervals across seeds, learning curves, sampled tokens, wall time and a "
+        "train/eval overlap check. The experiment format is in rlft/compare.py's docstring.",
+    )
+    cmp.add_argument("experiment", nargs="?", help="the experiment file (TOML)")
+    cmp.add_argument("--builtin", metavar="NAME", help="a built-in experiment: imitation_vs_experience, "
+                     "outcome_vs_value, group_size")
+    cmp.add_argument("--workers", type=int, help="cells run at once (default: the file's, else 1)")
+    cmp.add_argument("--report-only", action="store_true", help="rewrite the report from finished cells")
     w = sub.add_parser("world", help="check a world's tasks, or score a model in a world",
                        description="Multi-turn worlds on SQLite (rlft.envs.worlds).")
     wsub = w.add_subparsers(dest="world_command", required=True)
@@ -119,6 +131,16 @@ def main(argv: list[str] | None = None) -> int:
             from rlft.serve import main as serve
 
             return serve(args.model, args.host, args.port, args.api_key_env, args.name, args.device, args.verbose)
+        if args.command == "compare":
+            from pathlib import Path
+
+            from rlft.compare import builtin_path, compare
+
+            if bool(args.experiment) == bool(args.builtin):
+                raise ConfigError("rlft compare: give an experiment file or --builtin NAME (one of them)")
+            path = builtin_path(args.builtin) if args.builtin else Path(args.experiment)
+            print(compare(path, workers=args.workers, report_only=args.report_only).read_text())
+            return 0
         if args.command == "quickstart":
             from rlft.tasks.quickstart import quickstart
 
