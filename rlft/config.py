@@ -188,6 +188,23 @@ class WorldConfig:
     """Policy replies per episode before it is cut (stop reason max_turns)."""
     partial_credit: bool = False
     """Reward the fraction of end-state checks that pass instead of all-or-nothing."""
+    instructions: bool = True
+    """Show the policy and the tool list in the system message; false = the request alone (for a small model that learns both from demonstrations; halves the retail world's episodes)."""
+
+
+@dataclass(frozen=True)
+class GameConfig:
+    """A two-player board game learnt by self-play instead of [data] and [grader] (rlft.envs.games):
+    the policy plays both sides, each side rewarded by the outcome (win 1, draw 0.5, loss 0)."""
+
+    name: str = ""
+    """A key of rlft.envs.games.GAMES (tictactoe); empty = no game."""
+    openings: int = 2
+    """Self-play starts from every unfinished position with at most this many stones."""
+    opponents: list[str] = field(default_factory=lambda: ["random", "solver"])
+    """Fixed players the policy is evaluated against (win/draw/loss rates): random, solver (perfect play)."""
+    eval_games: int = 100
+    """Games against each opponent at every evaluation, the policy x in half of them and o in the rest."""
 
 
 @dataclass(frozen=True)
@@ -342,6 +359,7 @@ class Job:
     data: DataConfig = field(default_factory=DataConfig)
     grader: GraderConfig = field(default_factory=GraderConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
+    game: GameConfig = field(default_factory=GameConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -403,6 +421,8 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "run.max_errored_fraction": (lambda v: 0 <= v <= 1, "in [0, 1] (1 = never stop)"),
     "run.errored_window": (lambda v: v >= 1, ">= 1"),
     "world.max_turns": (lambda v: v >= 1, ">= 1"),
+    "game.openings": (lambda v: 0 <= v <= 8, "in [0, 8]"),
+    "game.eval_games": (lambda v: v >= 2, ">= 2 (half as each side)"),
     "eval.every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
     "eval.size": (lambda v: v >= 0, ">= 0 (0 = all)"),
     "eval.samples": (lambda v: v >= 1, ">= 1"),
@@ -439,13 +459,14 @@ _CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "algorithm.kl_estimator": ("KL estimator", _table("rlft.algos.losses", "KL_ESTIMATORS")),
     "algorithm.aggregation": ("aggregation", _table("rlft.algos.losses", "AGGREGATIONS")),
     "world.tool_format": ("tool-call format", lambda: ["auto", *_table("rlft.envs.tools", "TOOL_FORMATS")()]),
+    "game.opponents": ("opponent", _table("rlft.envs.games.tictactoe", "PLAYERS")),
     "optim.schedule": ("learning-rate schedule", _table("rlft.learner", "SCHEDULES")),
     "grader.type": ("grader type", _table("rlft.rewards.graders", "GRADERS")),
     "grader.normalize": ("normalize option", _table("rlft.rewards.graders", "NORMALIZERS")),
     "grader.operation": ("string_check operation", _table("rlft.rewards.specs", "OPERATIONS")),
     "grader.evaluation_metric": ("text_similarity metric", _table("rlft.rewards.similarity", "METRICS")),
-    "grader.judge.backend": ("judge backend", _table("rlft.rewards.judge_client", "BACKENDS")),
     "distributed.sampler": ("sampler engine", _table("rlft.rollout.engines", "ENGINES")),
+    "grader.judge.backend": ("judge backend", _table("rlft.rewards.judge_client", "BACKENDS")),
 }
 
 

@@ -50,6 +50,7 @@ class Run:
     resume_from: Path | None = None  # the verified checkpoint this run continues, if any
     resume_state: dict = field(default_factory=dict)
     checked: Any = None  # what start's ``check`` returned
+    env_eval: Callable | None = None  # (sampler, params, seed) -> metrics: a world's or game's held-out eval
     skips_in_a_row: int = 0
     skips_total: int = 0
     errored_window: list = field(default_factory=list)  # (errored, attempts) of recent steps
@@ -241,8 +242,8 @@ def step_generator(seed: int, step: int, index: int = 0) -> torch.Generator:
 
 
 def run_eval(run: Run, step: int) -> dict[str, float]:
-    """Held-out metrics, logged as eval/*; {} when there is no eval set."""
-    if not run.eval_items:
+    """Held-out metrics, logged as eval/*; {} when there is no eval set (nor an env_eval)."""
+    if not run.eval_items and run.env_eval is None:
         return {}
     job = run.job
     params = SamplingParams(
@@ -253,7 +254,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
         stop=tuple(job.sampling.stop),
     )
     t0 = time.time()
-    metrics = evaluate(
+    metrics = run.env_eval(run.sampler, params, job.run.seed) if run.env_eval is not None else evaluate(
         run.sampler, run.eval_items, run.eval_prompts, run.grader, params, job.eval.samples,
         seed=job.run.seed, monitors=make_monitors(job.grader, job.base_dir),
     )

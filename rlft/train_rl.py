@@ -28,7 +28,7 @@ from rlft.algos.advantages import group_stats
 from rlft.config import Job
 from rlft.critic import make_critic
 from rlft.data import DataError, collate, load_items, report_bad
-from rlft.envs.worlds.rollout import WorldRollout
+from rlft.envs.rollouts import env_rollout
 from rlft.learner import LossSettings, fill_logprobs, make_optimizer, update
 from rlft.models import encode_prompt, load_model, pick_dtype
 from rlft.progress import Progress
@@ -67,7 +67,7 @@ def train(job: Job) -> dict:
         return train_distributed(job)
     algo, sampling = job.algorithm, job.sampling
     P, G = algo.prompts_per_step, algo.group_size
-    world = WorldRollout(job) if job.world.name else None  # [world]: multi-turn episodes, end-state rewards
+    world = env_rollout(job)  # [world] or [game]: multi-turn episodes, rewards from the end state
     items = world.items if world else load_items(
         job.data.train, required=[job.data.prompt], prompt_field=job.data.prompt,
         base_dir=job.base_dir, max_errors=job.data.max_errors, skip_invalid=job.data.skip_invalid,
@@ -75,6 +75,7 @@ def train(job: Job) -> dict:
     # prompts are checked against the tokenizer before the model loads
     run = start(job, check=None if world else lambda tokenizer: encode_prompts(job, items, tokenizer))
     items, prompts = (items, [[]] * len(items)) if world else run.checked
+    run.env_eval = world.evaluate if world else None  # held-out episodes for run_eval
     rollout = world.run_groups if world else run_groups
     monitors = make_monitors(job.grader, job.base_dir)  # [grader.monitor.NAME]: logged, not trained on
     reference = None

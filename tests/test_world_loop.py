@@ -78,3 +78,24 @@ def test_cli_world_check_and_eval(tiny_dir, tmp_path):
                    f'[sampling]\nmax_new_tokens = 4\n[eval]\nsize = 2\n[run]\nout = "{tmp_path}"\n')
     assert main(["world", "eval", str(job)]) == 0
     assert json.loads((tmp_path / "world_eval.json").read_text())["tasks"] == 2
+
+
+def test_world_job_evaluates_held_out_tasks_during_training(tiny_dir, tmp_path):
+    summary = train_rl.train(world_job(tiny_dir, tmp_path / "r", "eval.every=1", "eval.size=2", "optim.steps=2",
+                                       "world.instructions=false"))
+    rows = [json.loads(line) for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/pass@1" in r] == [1, 2]  # every step and the final one
+    assert {"eval/violation_rate", "eval/tasks"} <= set(rows[-1]) and summary["eval/tasks"] == 2
+
+
+def test_instructions_off_opens_with_the_request_alone():
+    from rlft.envs.tools import TOOL_FORMATS
+    from rlft.envs.worlds import load_world
+    from rlft.envs.worlds.env import WorldEnv
+
+    world = load_world("retail")
+    task = world.tasks["train"][0]
+    env = WorldEnv(world, task, world.view("full"), TOOL_FORMATS["compact"], instructions=False)
+    assert env.initial_observation() == [{"role": "user", "content": task["instruction"]}] and env.tools == []
+    order = task["gold_actions"][0]["arguments"]["order_id"]
+    assert f"order_id={order}" in env.step(f"call get_order(order_id={order})").messages[0]["content"]

@@ -18,10 +18,12 @@ from rlft.types import Message
 
 
 class WorldEnv:
-    def __init__(self, world: World, task: dict, view: View, fmt, partial_credit: bool = False):
+    def __init__(self, world: World, task: dict, view: View, fmt, partial_credit: bool = False, instructions: bool = True):
+        """``instructions=False``: the opening is the request alone, without the policy and the
+        tool list (the tools still work; a model trained on demonstrations knows them)."""
         self.world, self.task, self.view, self.fmt = world, task, view, fmt
-        self.partial_credit = partial_credit
-        self.tools = world.schemas
+        self.partial_credit, self.instructions = partial_credit, instructions
+        self.tools = world.schemas if instructions else []
         self.db = world.open()
         self._schemas = {s["function"]["name"]: s for s in world.schemas}
         self._tools = {n: functools.partial(self.db.call, f) for n, f in world.tools.items()}
@@ -31,7 +33,8 @@ class WorldEnv:
         self.wrote = False
 
     def initial_observation(self) -> list[Message]:
-        return [{"role": "system", "content": self.world.policy}, {"role": "user", "content": self.task["instruction"]}]
+        request = {"role": "user", "content": self.task["instruction"]}
+        return [{"role": "system", "content": self.world.policy}, request] if self.instructions else [request]
 
     def step(self, action: str) -> StepResult:
         try:

@@ -48,12 +48,20 @@ class WorldRollout:
     def envs(self, tasks: Sequence[dict], G: int, tokenizer) -> list[list[WorldEnv]]:
         fmt = pick_format(self.job.world.tool_format, tokenizer)
         view = self.world.view(self.job.world.view)
-        return [[WorldEnv(self.world, t, view, fmt, self.job.world.partial_credit) for _ in range(G)] for t in tasks]
+        w = self.job.world
+        return [[WorldEnv(self.world, t, view, fmt, w.partial_credit, w.instructions) for _ in range(G)] for t in tasks]
 
     def run_groups(self, sampler, items_P, prompts_P, grader, G, params, generator):
         """G episodes of each task in ``items_P`` (``prompts_P`` and ``grader`` are unused)."""
         renderer = ChatRenderer(sampler.tokenizer, pick_format(self.job.world.tool_format, sampler.tokenizer))
         return run_episodes(sampler, renderer, self.envs(items_P, G, sampler.tokenizer), items_P, params, self.limits, generator)
+
+    def evaluate(self, sampler, params: SamplingParams, seed: int) -> dict[str, float]:
+        """The run's periodic held-out evaluation (rlft.run.run_eval): ``evaluate_world`` on
+        [world] eval_split with eval.samples attempts per task; {} when there is no eval split."""
+        if not self.job.world.eval_split:
+            return {}
+        return evaluate_world(self, sampler, self.job.world.eval_split, params, self.job.eval.samples, seed)
 
 
 def evaluate_world(rollout: WorldRollout, sampler, split: str, params: SamplingParams, samples: int, seed: int,
