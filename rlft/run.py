@@ -118,6 +118,11 @@ def fingerprint(job: Job) -> dict[str, Any]:
     return json.loads(json.dumps(out))
 
 
+def _default_fingerprint() -> dict[str, Any]:
+    """The result-deciding settings of a job with every field at its default."""
+    return {k: v for k, v in fingerprint(Job()).items() if k != "run.seed"}
+
+
 def check_resume(job: Job, out: Path) -> tuple[Path | None, dict]:
     """The newest complete checkpoint under ``out`` and its state, or (None, {}). Refuses (a
     ConfigError listing each change) when it was made with settings that change the result,
@@ -127,6 +132,8 @@ def check_resume(job: Job, out: Path) -> tuple[Path | None, dict]:
         return None, {}
     state = checkpoint.read_state(path)
     saved, now = state.get("fingerprint", {}), fingerprint(job)
+    # a setting added to rlft after the checkpoint was made counts as its default there
+    saved = {**{k: v for k, v in _default_fingerprint().items() if k in now}, **saved}
     changed = [f"  {k}: {saved.get(k, '(unset)')!r} -> {now.get(k, '(unset)')!r}"
                for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
     if changed and not job.run.force_resume:

@@ -119,3 +119,18 @@ def test_unknown_method_lists_the_valid_ones(data_dir, tiny_dir, tmp_path):
         job(data_dir, tiny_dir, tmp_path, "algorithm.name=ppp")
     with pytest.raises(ConfigError, match="gae_level.*valid: token, turn"):
         job(data_dir, tiny_dir, tmp_path, "algorithm.gae_level=episode")
+
+
+def test_checkpoint_from_before_the_value_settings_still_resumes(data_dir, tiny_dir, tmp_path, monkeypatch):
+    # a checkpoint written before algorithm.value_* existed lacks those keys: they count as defaults
+    from rlft import run as run_mod
+
+    j = job(data_dir, tiny_dir, tmp_path, "algorithm.name=grpo")
+    old = {k: v for k, v in run_mod.fingerprint(j).items() if not k.startswith(("algorithm.value", "algorithm.gae", "algorithm.gamma"))}
+    monkeypatch.setattr(run_mod.checkpoint, "latest", lambda out: tmp_path / "step_2")
+    monkeypatch.setattr(run_mod.checkpoint, "read_state", lambda path: {"step": 2, "fingerprint": old})
+    assert run_mod.check_resume(j, tmp_path)[0] == tmp_path / "step_2"
+    from rlft.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"algorithm.value_coef: 0.1 -> 0.5"):
+        run_mod.check_resume(job(data_dir, tiny_dir, tmp_path, "algorithm.name=grpo", "algorithm.value_coef=0.5"), tmp_path)
