@@ -17,7 +17,7 @@ from rlft.tasks.quickstart import write_jsonl
 
 
 def addition(folder: Path, digits: int = 3, forget: float = 0.6, n_train: int = 20000, n_eval: int = 200,
-             warm_start_steps: int = 500, warm_start_lr: float = 3e-3, batch_size: int = 64) -> Path:
+             warm_start_steps: int = 800, warm_start_lr: float = 3e-3, batch_size: int = 64) -> Path:
     """The quickstart task: ``digits``-digit additions, a demonstrator that drops each carry with
     probability ``forget``, and a warm start: the tiny model after ``warm_start_steps`` of SFT on
     that demonstrator (seed 0). Every method of an experiment continues from that warm start."""
