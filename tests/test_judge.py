@@ -327,6 +327,21 @@ def test_training_with_a_judge_keeps_the_key_out_of_the_run(fake, tiny_dir, tmp_
     assert "RLFT_TEST_JUDGE_KEY" in (out / "config.toml").read_text()  # the name, not the key
 
 
+# --- local models ------------------------------------------------------------------------------
+
+
+def test_local_hf_backend(tiny_dir):
+    import pickle
+
+    g = make_grader(GraderConfig(type="score_model", model=str(tiny_dir), rubric="helpfulness",
+                                 sampling_params={"max_completion_tokens": 5}, judge=JudgeConfig(backend="hf")))
+    [result] = g.grade_group([Sample("5")], [ITEM])  # loaded at the first call, not at job load
+    assert isinstance(result, JudgeParseError) or 0 <= result <= 1  # a random model is no judge
+    m = g.metrics()
+    assert m["judge/calls"] == 1 and 5 < m["judge/tokens"] and m["judge/errors"] == 0
+    assert pickle.loads(pickle.dumps(g)).metrics()["judge/calls"] == 0  # pickles without the model or pool
+
+
 # --- rlft serve -------------------------------------------------------------------------------
 
 
