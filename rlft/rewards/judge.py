@@ -41,7 +41,12 @@ from typing import Any, Callable, Sequence
 
 from rlft.config import ConfigError, GraderConfig, JudgeConfig
 from rlft.rewards import judge_prompts as prompts
-from rlft.rewards.judge_client import BACKENDS, JudgeRequestError, JudgeUnavailable, Reply
+from rlft.rewards.judge_client import (
+    BACKENDS,
+    JudgeRequestError,
+    JudgeUnavailable,
+    Reply,
+)
 from rlft.rewards.judge_prompts import JudgeError, JudgeParseError
 from rlft.rewards.templates import check_template, render
 from rlft.types import Sample
@@ -291,7 +296,7 @@ def score_model(cfg: GraderConfig, base_dir: Path, where: str) -> ScoreModel:
 
 def label_model(cfg: GraderConfig, base_dir: Path, where: str) -> LabelModel:
     labels, passing = tuple(cfg.labels), tuple(cfg.passing_labels)
-    if len(labels) < 2 or len(set(lab.casefold() for lab in labels)) != len(labels):
+    if len(labels) < 2 or len({lab.casefold() for lab in labels}) != len(labels):
         raise ConfigError(f"{where}.labels = {list(labels)}: expected two or more distinct labels, "
                           f"e.g. [\"correct\", \"incorrect\"]")
     if not passing or not set(passing) <= set(labels):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import urllib.error
@@ -103,9 +102,9 @@ class OpenAIChat:
                                         f"${self.api_key_env or '(grader.judge.api_key_env is empty)'}") from None
             raise JudgeRequestError(f"judge endpoint {url}: HTTP {e.code} {text!r} (not retried: the request "
                                     f"itself was refused; check grader.model and the messages)") from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout) as e:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             reason = getattr(e, "reason", e)  # URLError wraps the socket error
-            kind = "timed out" if isinstance(reason, (TimeoutError, socket.timeout)) else "connection failed"
+            kind = "timed out" if isinstance(reason, TimeoutError) else "connection failed"
             raise _Retry(f"{kind} ({type(reason).__name__}: {reason}; timeout {self.timeout:g} s)") from None
 
 

@@ -1,5 +1,5 @@
 """What an AI judge is asked and how its reply is read: rubric prompt templates, the format
-instruction added to every request, and strict parsers (``PARSERS``) from reply text to a score.
+instruction added to every request, and strict parsers from reply text to a score, label or ranking.
 
 Strict means: a reply the parser cannot read raises ``JudgeParseError`` (the attempt is errored,
 masked out of the loss and counted, DESIGN.md §4), never a guess and never a silent 0. The
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable
+from typing import Any
 
 from rlft.config import ConfigError
 
@@ -166,6 +166,3 @@ def parse_ranking(reply: str, n: int) -> list[int]:
                               f"reply {_shown(reply)}")
     return order
 
-
-# what each judge type parses; the judge passes the grader's range / labels / candidate count
-PARSERS: dict[str, Callable[..., Any]] = {"score": parse_score, "label": parse_label, "ranking": parse_ranking}
