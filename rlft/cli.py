@@ -71,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reward_model(sub)  # rlft reward-model train PAIRS
     cmp = sub.add_parser(
-        "compare", help="run methods x seeds x tasks at a fixed budget per cell; report with 95% intervals",
+        "compare", help="run methods x seeds x tasks at a fixed budget per cell; report with 95%% intervals",
         description="Run every cell of an experiment file (each an ordinary run folder under its out; finished cells "
         "are skipped, cut ones resume), then write report.md, curves.png and results.json: held-out pass@1 per "
-        "method with Student-t 95% intervals across seeds, learning curves, sampled tokens, wall time and a "
+        "method with Student-t 95%% intervals across seeds, learning curves, sampled tokens, wall time and a "
         "train/eval overlap check. The experiment format is in rlft/compare.py's docstring.",
     )
     cmp.add_argument("experiment", nargs="?", help="the experiment file (TOML)")
@@ -122,15 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     from rlft.run import RunStopped
 
     try:
+        if args.command == "serve":
+            from rlft.serve import main as serve
+
+            return serve(args.model, args.host, args.port, args.api_key_env, args.name, args.device, args.verbose)
         if args.command == "reward-model":
             from rlft.rewards.reward_model_job import run_command
 
             print(json.dumps(run_command(args), indent=2))
             return 0
-        if args.command == "serve":
-            from rlft.serve import main as serve
-
-            return serve(args.model, args.host, args.port, args.api_key_env, args.name, args.device, args.verbose)
         if args.command == "compare":
             from pathlib import Path
 
