@@ -1,14 +1,23 @@
 """The world evidence run: SFT on an imperfect demonstrator agent, then RL, on the retail world.
 
-1. A tiny model whose tokenizer is trained on the world's text (policy, tool list, transcripts).
-2. The demonstrator (rlft.envs.worlds.retail.generate.demonstrate) plays every training task; it
-   follows the policy except that it refunds late returns anyway with probability ``p_break``.
-   Its transcripts become trajectories with only its own replies trained (sampled_mask 1).
-3. SFT on them; held-out evaluation (greedy): success, pass^k, policy violations.
-4. RL (GRPO, ``rlft train`` on a [world] job written next to the results) from the SFT model;
-   held-out evaluation again. results.json holds both.
+1. A tiny model whose tokenizer is trained on the world's text (requests, calls, tool results).
+2. Copy pretraining: a few hundred steps on random strings that repeat (``copy_batch``). A
+   pretrained LM can copy an order id from the request into a call; a freshly initialised 1M
+   model cannot, and does not learn to from 800 demonstrations (it wrote one memorised id for
+   every task). Repeated strings grow the induction heads that copying needs in ~300 steps.
+3. The demonstrator (rlft.envs.worlds.retail.generate.demonstrate) plays every training task,
+   through each view in ``--views``; it follows the policy except that it refunds late returns
+   anyway with probability ``p_break``. Its transcripts become trajectories with only its own
+   replies trained (sampled_mask 1). The opening is the request alone (``world.instructions =
+   false``): the policy and the tool list are 230 tokens the tiny model cannot read anyway,
+   and leaving them out halves every episode.
+4. SFT on them (one model for every view); held-out evaluation (greedy) through each view.
+5. For each view: RL (GRPO, ``rlft train`` on the [world] job ``rl-VIEW.toml`` written next to
+   the results) from the SFT model, held-out evaluation every ``eval_every`` steps.
+   results.json holds everything; world-curves.png the held-out success and violations by step.
 
-Run: ``OMP_NUM_THREADS=1 python -m rlft.tasks.world_demo --out runs/world [--view minimal] [--fast]``.
+Run: ``OMP_NUM_THREADS=1 python -m rlft.tasks.world_demo --out runs/world [--views minimal,full] [--fast]``;
+a second run with the same --out reuses its SFT model (delete OUT/sft to redo it).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from rlft.envs.tools import TOOL_FORMATS
 from rlft.envs.worlds import load_world
 from rlft.envs.worlds.env import WorldEnv
 from rlft.envs.worlds.retail.generate import demonstrate
-from rlft.envs.worlds.rollout import WorldRollout, evaluate_world
+from rlft.envs.worlds.rollout import WorldRollout
 from rlft.learner import LossSettings, make_optimizer, update
 from rlft.models import CHAT_TEMPLATE, TINY_CONFIG, load_model, load_tokenizer, train_tokenizer
 from rlft.rollout.render import ChatRenderer
@@ -40,26 +49,30 @@ from rlft.types import Trajectory
 @dataclass(frozen=True)
 class Settings:
     p_break: float = 0.7  # the demonstrator refunds a late return with this probability
-    demos_per_task: int = 4
-    sft_steps: int = 300
+    demos_per_task: int = 2  # per view
+    copy_steps: int = 300
+    copy_lr: float = 1e-3
+    sft_steps: int = 400
     sft_batch: int = 16
-    sft_lr: float = 3e-3
-    rl_steps: int = 40
+    sft_lr: float = 1e-3
+    rl_steps: int = 30
     prompts_per_step: int = 8
     group_size: int = 8
-    rl_lr: float = 1e-4
+    rl_lr: float = 2e-4
+    eval_every: int = 10
     eval_size: int = 0  # 0 = every held-out task
     vocab: int = 1000
 
 
 FULL = Settings()
-FAST = Settings(demos_per_task=1, sft_steps=4, sft_batch=4, rl_steps=2, prompts_per_step=2, group_size=2, eval_size=4)
+FAST = Settings(demos_per_task=1, copy_steps=2, sft_steps=4, sft_batch=4, rl_steps=2, prompts_per_step=2, group_size=2,
+                eval_every=1, eval_size=4)
 COMPACT = TOOL_FORMATS["compact"]
 
 
 def play_demo(world, task, view, renderer, replies: list[str]) -> tuple[Trajectory, list[str]]:
     """The demonstrator's episode as a trajectory: its replies trained, everything else masked."""
-    env = WorldEnv(world, task, view, COMPACT)
+    env = WorldEnv(world, task, view, COMPACT, instructions=False)
     history, tokens = renderer.initial(env.initial_observation(), env.tools)
     mask, eos = [0] * len(tokens), renderer.tokenizer.eos_token_id
     for reply in replies:
@@ -86,7 +99,7 @@ def demos(world, view, renderer, s: Settings, seed: int) -> list[Trajectory]:
     return out
 
 
-def build_model(out: Path, world, view, s: Settings, seed: int) -> Path:
+def build_model(out: Path, world, views: list, s: Settings, seed: int) -> Path:
     """A tiny Llama with a tokenizer trained on the world's own text (so its words are tokens)."""
     class _Tok:  # a stand-in with the chat template, to render the corpus before the tokenizer exists
         chat_template, eos_token, eos_token_id = CHAT_TEMPLATE, "<|im_end|>", 0
@@ -105,7 +118,8 @@ def build_model(out: Path, world, view, s: Settings, seed: int) -> Path:
     for task in world.tasks["train"]:
         item = int(task["instruction"].split()[2]) if task["kind"] != "cancel" else None
         price = db.query("SELECT price FROM items WHERE item_id = ?", item)[0]["price"] if item else 0
-        corpus += play_demo(world, task, view, renderer, demonstrate(task, price, rng, s.p_break, COMPACT))[1]
+        for view in views:
+            corpus += play_demo(world, task, view, renderer, demonstrate(task, price, rng, s.p_break, COMPACT))[1]
     tokenizer = train_tokenizer(corpus, vocab_size=s.vocab)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -118,20 +132,35 @@ def build_model(out: Path, world, view, s: Settings, seed: int) -> Path:
     return path
 
 
-def sft(model, tokenizer, examples: list[Trajectory], s: Settings, seed: int) -> None:
-    cfg = OptimConfig(lr=s.sft_lr, steps=s.sft_steps, warmup_steps=min(20, s.sft_steps // 10), schedule="linear")
+def copy_batch(tokenizer, rng: random.Random, n: int = 32) -> list[Trajectory]:
+    """Random strings (digits more often than not) that come back after some noise; only the
+    repeat after its first token is trained, so the only way to lower the loss is to copy."""
+    digits = [i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().isdigit()]
+    first = len(tokenizer.all_special_ids)
+    out = []
+    for _ in range(n):
+        x = [rng.choice(digits) if rng.random() < 0.6 else rng.randrange(first, len(tokenizer)) for _ in range(rng.randint(4, 14))]
+        pre, noise = ([rng.randrange(first, len(tokenizer)) for _ in range(rng.randint(lo, hi))] for lo, hi in ((0, 8), (1, 10)))
+        tokens = pre + x + noise + x
+        mask = [0] * (len(tokens) - len(x) + 1) + [1] * (len(x) - 1)
+        out.append(Trajectory(tokens, mask, [0.0] * len(tokens)))
+    return out
+
+
+def train_steps(model, batches, steps: int, lr: float, pad_id: int, tag: str) -> None:
+    """``steps`` optimizer steps with the SFT loss on ``batches()`` (advantage 1 on sampled tokens)."""
+    cfg = OptimConfig(lr=lr, steps=steps, warmup_steps=min(20, steps // 10), schedule="linear")
     optimizer, scheduler = make_optimizer(model, cfg)
-    rng = random.Random(seed)
-    for step in range(s.sft_steps):
-        batch = collate(rng.sample(examples, s.sft_batch), [1.0] * s.sft_batch, tokenizer.pad_token_id)
-        metrics = update(model, optimizer, batch, LossSettings(), cfg)
+    for step in range(steps):
+        batch = batches()
+        metrics = update(model, optimizer, collate(batch, [1.0] * len(batch), pad_id), LossSettings(), cfg)
         scheduler.step()
-        if step % 50 == 0:
-            print(f"sft step {step} loss {metrics['loss']:.3f}", flush=True)
+        if step % 50 == 0 or step == steps - 1:
+            print(f"{tag} step {step} loss {metrics['loss']:.3f}", flush=True)
 
 
 def rl_job(out: Path, s: Settings, view: str, seed: int) -> Path:
-    path = out / "rl.toml"
+    path = out / f"rl-{view}.toml"
     path.write_text(f"""# RL on the retail world from the SFT model (written by rlft.tasks.world_demo)
 [model]
 path = "sft"
@@ -140,6 +169,7 @@ max_length = 1024
 [world]
 name = "retail"
 view = "{view}"
+instructions = false
 max_turns = 4
 tool_format = "compact"
 
@@ -154,13 +184,14 @@ max_new_tokens = 48
 [optim]
 lr = {s.rl_lr}
 steps = {s.rl_steps}
-warmup_steps = 5
+warmup_steps = 3
 
 [eval]
+every = {s.eval_every}
 size = {s.eval_size}
 
 [run]
-out = "rl"
+out = "rl-{view}"
 seed = {seed}
 progress = false
 """)
@@ -170,10 +201,46 @@ progress = false
 def held_out(job_path: Path, model_dir: Path, tag: str) -> dict:
     job = load_job(job_path, [f"model.path={model_dir}"])
     model = load_model(model_dir, device=torch.device("cpu"), dtype=torch.float32, trainable=False)
-    metrics = evaluate_world(WorldRollout(job), HFSampler(model, load_tokenizer(model_dir)), "eval",
-                             SamplingParams(max_new_tokens=48, temperature=0.0), 1, seed=0)
+    rollout = WorldRollout(job)
+    metrics = rollout.evaluate(HFSampler(model, load_tokenizer(model_dir)), SamplingParams(max_new_tokens=48, temperature=0.0), 0)
     print(tag, json.dumps(metrics), flush=True)
     return metrics
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for view, r in results["views"].items():
+        steps = [0] + [c["step"] for c in r["curve"]]
+        for ax, key in zip(axes, ("pass@1", "violation_rate")):
+            ax.plot(steps, [r["sft"][key]] + [c[key] for c in r["curve"]], "-o", markersize=4, label=f"{view} view")
+    for ax, title in zip(axes, ("held-out task success (pass@1, greedy)", "held-out policy violations")):
+        ax.set_title(title)
+        ax.set_xlabel("RL step (0 = the SFT model)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def sft_model(out: Path, world, views: list, s: Settings, seed: int) -> None:
+    """Build, copy-pretrain and SFT the model into OUT/sft."""
+    model_dir = build_model(out, world, views, s, seed)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, device=torch.device("cpu"), dtype=torch.float32)
+    renderer = ChatRenderer(tokenizer, COMPACT)
+    examples = [t for view in views for t in demos(world, view, renderer, s, seed)]
+    print(f"{len(examples)} demonstrations, mean {sum(len(t.tokens_T) for t in examples) / len(examples):.0f} tokens; "
+          f"demonstrator success {sum(t.reward for t in examples) / len(examples):.1%}", flush=True)
+    rng = random.Random(seed)
+    train_steps(model, lambda: copy_batch(tokenizer, rng), s.copy_steps, s.copy_lr, tokenizer.pad_token_id, "copy")
+    train_steps(model, lambda: rng.sample(examples, s.sft_batch), s.sft_steps, s.sft_lr, tokenizer.pad_token_id, "sft")
+    model.save_pretrained(out / "sft")
+    tokenizer.save_pretrained(out / "sft")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -181,32 +248,37 @@ def main(argv: list[str] | None = None) -> dict:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/world")
-    p.add_argument("--view", default="full")
+    p.add_argument("--views", default="minimal,full", help="comma-separated views; SFT sees all, RL runs once per view")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fast", action="store_true")
+    p.add_argument("--plot", default="", help="also save the plot here (e.g. docs/world-curves.png)")
     args = p.parse_args(argv)
     s, out = (FAST if args.fast else FULL), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     world = load_world("retail")
-    view = world.view(args.view)
+    names = args.views.split(",")
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"settings": vars(s), "views": {}}
     t0 = time.time()
-    model_dir = build_model(out, world, view, s, args.seed)
-    tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, device=torch.device("cpu"), dtype=torch.float32)
-    examples = demos(world, view, ChatRenderer(tokenizer, COMPACT), s, args.seed)
-    print(f"{len(examples)} demonstrations, mean {sum(len(t.tokens_T) for t in examples) / len(examples):.0f} tokens; "
-          f"demonstrator success {sum(t.reward for t in examples) / len(examples):.1%}", flush=True)
-    sft(model, tokenizer, examples, s, args.seed)
-    model.save_pretrained(out / "sft")
-    tokenizer.save_pretrained(out / "sft")
-    t1 = time.time()
-    job = rl_job(out, s, args.view, args.seed)
-    results = {"view": args.view, "settings": vars(s), "sft_seconds": t1 - t0}
-    results["sft"] = held_out(job, out / "sft", "after SFT")
-    train_rl.train(load_job(job))
-    results["rl_seconds"] = time.time() - t1
-    results["rl"] = held_out(job, out / "rl" / "final", "after RL")
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if not (out / "sft" / "config.json").exists():
+        sft_model(out, world, [world.view(v) for v in names], s, args.seed)
+        results["sft_seconds"] = time.time() - t0
+    for view in names:
+        t1 = time.time()
+        job = rl_job(out, s, view, args.seed)
+        r = {"sft": held_out(job, out / "sft", f"{view} view, after SFT")}
+        summary = train_rl.train(load_job(job))
+        rows = [json.loads(line) for line in (out / f"rl-{view}" / "metrics.jsonl").read_text().splitlines()]
+        r["curve"] = [{"step": x["step"], **{k[5:]: v for k, v in x.items() if k.startswith("eval/")}} for x in rows if "eval/pass@1" in x]
+        r["train_pass_rate"] = [x["pass_rate"] for x in rows if "pass_rate" in x]
+        r["rl"] = {k[5:]: v for k, v in summary.items() if k.startswith("eval/")}
+        r["rl_seconds"] = time.time() - t1
+        print(f"{view} view, after RL", json.dumps(r["rl"]), flush=True)
+        results["views"][view] = r
+        results_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    plot(results, out / "world-curves.png")
+    if args.plot:
+        plot(results, Path(args.plot))
     return results
 
 
