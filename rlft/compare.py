@@ -190,6 +190,8 @@ def compare(path: Path, workers: int | None = None, report_only: bool = False) -
         start_scores(tasks, out, threads)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda c: run_cell(c, threads, log), cells))
+    if report_only:  # keep the timings of the invocation that ran the cells
+        return write_report(out, spec, cells, tasks)
     (out / "experiment.json").write_text(json.dumps({
         "file": str(path), "experiment": exp, "tasks": tasks, "workers": workers, "threads": threads,
         "cpus": os.cpu_count(), "last_invocation_seconds": time.time() - t0,

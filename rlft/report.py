@@ -82,11 +82,15 @@ def summarise(results: list[dict], starts: dict) -> list[dict]:
     return rows
 
 
-def markdown(name: str, exp: dict, rows: list[dict], checks: dict, plot: Path, threads: int, workers: int) -> str:
+def markdown(name: str, exp: dict, rows: list[dict], checks: dict, plot: Path, meta: dict) -> str:
+    total = meta.get("last_invocation_seconds")
     out = [f"# {name}", "",
            f"Budget per cell: **{exp['budget']} training sequences** (RL: steps × prompts × group size sampled "
            f"attempts; SFT: steps × batch size demonstrations). Seeds: {exp['seeds']}. Held-out pass@1 is greedy. "
-           f"95% intervals are Student-t across seeds. Cells ran {workers} at a time with {threads} torch thread(s) each.",
+           f"95% intervals are Student-t across seeds. Cells ran {meta.get('workers', 1)} at a time with "
+           f"{meta.get('threads', '?')} torch thread(s) each on {meta.get('cpus', '?')} CPUs"
+           + (f"; the last invocation took {total / 60:.1f} min in all" if total else "") + ". "
+           "wall s = mean seconds of a cell's run (model load to final save; process start-up not included).",
            "", "| task | method | seeds | steps×seq | pass@1 | 95% CI | start | Δ | sampled k tokens | Δ per 1k sampled tokens | wall s |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -142,7 +146,7 @@ def write_report(out: Path, spec: dict, cells: list, tasks: dict) -> Path:
     meta = json.loads((out / "experiment.json").read_text()) if (out / "experiment.json").exists() else {}
     rows = summarise(results, starts)
     plot = plot_curves(results, out / "curves.png") if results else out / "curves.png"
-    text = markdown(exp["name"], exp, rows, checks, plot, meta.get("threads", 0), meta.get("workers", 1))
+    text = markdown(exp["name"], exp, rows, checks, plot, meta)
     if len(done) < len(cells):
         text += f"\n{len(cells) - len(done)} of {len(cells)} cells have not finished; rerun the command to finish them.\n"
     (out / "report.md").write_text(text)
