@@ -38,6 +38,7 @@ import json
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
@@ -163,7 +164,9 @@ class CompactFormat:
             return None
         src = line[len("call"):].strip()
         try:
-            node = ast.parse(src, mode="eval").body
+            with warnings.catch_warnings():  # the model's typos ("order_id=12a") are its errors, not ours to print
+                warnings.simplefilter("ignore", SyntaxWarning)
+                node = ast.parse(src, mode="eval").body
         except SyntaxError:
             raise ToolCallError(f"cannot parse {src!r}; write: call name(key=value, ...)") from None
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
