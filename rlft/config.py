@@ -108,7 +108,7 @@ class GraderConfig:
     """How an attempt is scored (rlft.rewards.graders; OpenAI's grader format in rlft.rewards.specs)."""
 
     type: str = "exact"
-    """A key of rlft.rewards.graders.GRADERS: exact | numeric | regex | contains | python | string_check | text_similarity | multi | math | json_schema | length_penalty | format_penalty | score_model | label_model | rank_model | reward_model | reasoning_gym."""
+    """A key of rlft.rewards.graders.GRADERS: exact | numeric | regex | contains | python | code_tests | string_check | text_similarity | multi | math | json_schema | length_penalty | format_penalty | score_model | label_model | rank_model | reward_model | reasoning_gym."""
     file: str = ""
     """A grader JSON file in OpenAI's format, relative to the job file; when set, [grader] holds nothing else."""
     reference: str = ""
@@ -128,7 +128,9 @@ class GraderConfig:
     source: str = ""
     """python, sandboxed (OpenAI format): code defining grade(sample, item) -> float; sample and item are dicts."""
     allow_unsandboxed: bool = False
-    """python source: run it even where no sandbox works (warned at every step); only for code you trust."""
+    """python source, code_tests: run it even where no sandbox works (warned at every step); only for code you trust."""
+    extract: str = "last_code_block"
+    """code_tests: the code to run from the output: last_code_block (the last ``` fenced block, else all) | output."""
     operation: str = "eq"
     """string_check: eq | ne | like (input contains reference) | ilike (like, ignoring case); 1.0 or 0.0."""
     evaluation_metric: str = "fuzzy_match"

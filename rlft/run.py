@@ -95,9 +95,23 @@ class Interrupts:
         self._previous = {}
 
 
-# Settings that do not change what a run computes: a resume may change these freely.
+# Settings that do not change what a run computes: a resume may change these freely. Keys are
+# flattened paths; a judge's operational settings count wherever the judge sits (multi graders).
 NOT_RESULT = {"data.eval", "data.eval_size", "data.max_errors"}
+NOT_RESULT_JUDGE = {"api_key_env", "max_concurrency", "timeout", "max_retries", "backoff", "price_input",
+                    "price_output", "cache", "disk_cache", "device"}
 RESULT_SECTIONS = ("model", "data", "grader", "algorithm", "sampling", "optim")
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+        return
+    parts = prefix.split(".")
+    if prefix in NOT_RESULT or (len(parts) > 2 and parts[-2] == "judge" and parts[-1] in NOT_RESULT_JUDGE):
+        return
+    out[prefix] = value
 
 
 def fingerprint(job: Job) -> dict[str, Any]:
@@ -106,9 +120,7 @@ def fingerprint(job: Job) -> dict[str, Any]:
     when the learning-rate schedule depends on it."""
     out: dict[str, Any] = {"run.seed": job.run.seed}
     for section in RESULT_SECTIONS:
-        for key, value in dataclasses.asdict(getattr(job, section)).items():
-            if f"{section}.{key}" not in NOT_RESULT:
-                out[f"{section}.{key}"] = value
+        _flatten(section, dataclasses.asdict(getattr(job, section)), out)
     if job.optim.schedule == "constant":  # the learning rate does not depend on the step count:
         del out["optim.steps"]  # running a finished run longer gives what a longer run would
     train = Path(resolve(job, job.data.train)) if job.data.train else None

@@ -142,3 +142,17 @@ def test_python_grader_errors(tmp_path):
 def test_make_grader_rejects_unknown_type():
     with pytest.raises(ConfigError, match=r"grader.type = 'fuzzy': unknown grader; valid: exact, numeric, regex"):
         make_grader(GraderConfig(type="fuzzy"))
+
+
+def test_code_tests_grader_runs_the_models_code_in_the_sandbox():
+    pytest.importorskip("rlft.rewards.sandbox")
+    from rlft.config import load_job
+    from rlft.rewards.graders import make_grader
+    from rlft.types import Sample
+
+    grader = make_grader(load_job(None, ["grader.type=code_tests"]).grader)
+    item = {"tests": "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"}
+    fenced = "def add(a, b):\n    return {}\n"
+    assert grader(Sample(output_text=f"Here:\n```python\n{fenced.format('a + b')}```"), item) == 1.0
+    assert grader(Sample(output_text=f"```python\n{fenced.format('3')}```"), item) == 0.5  # 1 of 2 tests
+    assert grader(Sample(output_text='print("PASS")\nimport sys; sys.exit(0)'), item) == 0.0  # no add: nothing passes

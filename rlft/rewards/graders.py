@@ -272,6 +272,16 @@ def python(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
     return _python_grader_from_spec(cfg.function, str(base_dir))
 
 
+def code_tests(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
+    """The model's code run in the sandbox against the tests in item[reference] (default "tests");
+    the reward is the fraction of tests passed, as the harness outside the sandbox saw it."""
+    from rlft.rewards.code import EXTRACTORS, code_grader
+
+    if cfg.extract not in EXTRACTORS:
+        raise ConfigError(f"{where}.extract = {cfg.extract!r} is unknown; valid: {', '.join(EXTRACTORS)}")
+    return code_grader(cfg.reference or "tests", cfg.extract, allow_unsandboxed=cfg.allow_unsandboxed)
+
+
 def make_grader(cfg: GraderConfig, base_dir: str | Path = ".", where: str = "grader") -> Grader:
     """The grader ``cfg`` describes; relative paths (files, python graders) resolve against ``base_dir``."""
     base_dir = Path(base_dir)
@@ -295,6 +305,7 @@ GRADERS: dict[str, Callable[[GraderConfig, Path, str], Grader]] = {
     "regex": regex,
     "contains": contains,
     "python": python,
+    "code_tests": code_tests,
     "string_check": specs.string_check,
     "text_similarity": specs.text_similarity,
     "multi": specs.multi,
