@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("experiment", nargs="?", help="the experiment file (TOML)")
     cmp.add_argument("--builtin", metavar="NAME", help="a built-in experiment: imitation_vs_experience, "
-                     "outcome_vs_value, group_size")
+                     "outcome_vs_value, outcome_vs_value_long, group_size")
     cmp.add_argument("--workers", type=int, help="cells run at once (default: the file's, else 1)")
     cmp.add_argument("--report-only", action="store_true", help="rewrite the report from finished cells")
     w = sub.add_parser("world", help="check a world's tasks, or score a model in a world",

@@ -36,7 +36,7 @@ def test_experiment_file_errors_name_the_table(tmp_path):
     assert "[methods.m] overrides must be a list" in msg
     with pytest.raises(ConfigError, match="valid: group_size, imitation_vs_experience, outcome_vs_value"):
         builtin_path("nope")
-    for name in ("imitation_vs_experience", "outcome_vs_value", "group_size"):
+    for name in ("imitation_vs_experience", "outcome_vs_value", "outcome_vs_value_long", "group_size"):
         spec = load_experiment(builtin_path(name))
         assert len(spec["experiment"]["seeds"]) >= 3
 
