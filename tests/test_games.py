@@ -166,3 +166,11 @@ def test_self_play_rl_runs_and_evaluates_against_both_opponents(tiny_dir, tmp_pa
             assert sum(r[f"eval/{opp}/{k}"] for k in ("win", "draw", "loss", "unfinished")) == pytest.approx(1.0)
     samples = [json.loads(line) for line in (tmp_path / "r/samples.jsonl").read_text().splitlines()]
     assert {s["side"] for s in samples} <= {"x", "o"}
+
+
+def test_selfplay_demo_fast(tmp_path):
+    from rlft.tasks import selfplay_demo
+
+    results = selfplay_demo.main(["--out", str(tmp_path), "--fast"])
+    assert {"sft", "rl", "curve"} <= set(results) and (tmp_path / "selfplay.png").exists()
+    assert [c["step"] for c in results["curve"]] == [1, 2]
