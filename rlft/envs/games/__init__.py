@@ -2,6 +2,6 @@
 
 from rlft.envs.games import tictactoe
 
-# [game] name -> the game's rules module (check_position, to_move, winner, legal_moves, play,
-# render, PLAYERS, openings)
+# [game] name -> the game's rules module (EMPTY, RULES, check_position, to_move, winner,
+# legal_moves, play, render, PLAYERS, openings)
 GAMES = {"tictactoe": tictactoe}

@@ -26,7 +26,6 @@ from rlft.envs.base import StepResult
 from rlft.types import Group, Message, Trajectory
 
 OUTCOME = {"win": 1.0, "draw": 0.5, "loss": 0.0}
-SYSTEM = "Tic-tac-toe. Reply with the number of an empty cell."
 
 
 def parse_move(action: str) -> int | None:
@@ -61,7 +60,7 @@ class GameEnv:
         return [{"role": "user", "content": f"{self.game.render(self.board)}\n{self.game.to_move(self.board)} to move"}]
 
     def initial_observation(self) -> list[Message]:
-        return [{"role": "system", "content": SYSTEM}, *self._show()]
+        return [{"role": "system", "content": self.game.RULES}, *self._show()]
 
     def _end(self, result: str) -> StepResult:
         self.result = result

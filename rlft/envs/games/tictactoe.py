@@ -24,6 +24,7 @@ from typing import Callable
 
 LINES = ((0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6))
 EMPTY = "." * 9
+RULES = "Tic-tac-toe. Reply with the number of an empty cell."  # the system message
 
 Player = Callable[[str, random.Random], int]  # (position, rng) -> move 1-9
 
