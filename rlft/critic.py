@@ -45,10 +45,9 @@ from rlft.types import Batch
 class OutcomeCritic:
     """No value function: ``ADVANTAGES[name]`` over each group's outcome rewards."""
 
-    lrs: dict[str, float] = {}
-
     def __init__(self, job: Job, model, model_path: str) -> None:
         self.advantages = ADVANTAGES[job.algorithm.name]
+        self.lrs: dict[str, float] = {}  # no parameters of its own
 
     def sequence_advantages(self, rewards_P_G: Tensor, valid_P_G: Tensor) -> Tensor:
         return self.advantages(rewards_P_G, valid_P_G=valid_P_G)

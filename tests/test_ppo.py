@@ -105,6 +105,7 @@ def test_ppo_resume_is_bitwise_and_keeps_the_value_head(data_dir, tiny_dir, tmp_
     ["algorithm.name=expert_iteration"],
     ["algorithm.name=reinforce_pp"],
     ["algorithm.gae_level=turn", "algorithm.value_clip=0", "optim.micro_batch_size=3"],
+    ["model.lora={ rank = 4, alpha = 8 }"],
 ], ids=lambda o: " ".join(o))
 def test_every_method_runs_from_one_job(data_dir, tiny_dir, tmp_path, overrides):
     summary = methods.train(job(data_dir, tiny_dir, tmp_path / "r", "optim.steps=2", *overrides))
