@@ -44,6 +44,8 @@ def test_world_evaluation_reports_pass_hat_k(tiny, tmp_path):
     metrics = evaluate_world(rollout, HFSampler(model, tok), "eval", SamplingParams(max_new_tokens=4), 2, seed=0)
     assert metrics["tasks"] == 3 and {"pass@1", "pass@2", "pass^2", "violation_rate"} <= set(metrics)
     assert metrics["pass^2"] <= metrics["pass@1"] <= metrics["pass@2"]
+    kinds = {t["kind"] for t in rollout.world.tasks["eval"][:3]}
+    assert {k for k in metrics if k.startswith("success/")} == {f"success/{k}" for k in kinds}
 
 
 def test_pass_hat_k_by_hand():

@@ -67,11 +67,13 @@ class WorldRollout:
 def evaluate_world(rollout: WorldRollout, sampler, split: str, params: SamplingParams, samples: int, seed: int,
                    batch_tasks: int = 32) -> dict[str, float]:
     """Held-out metrics over ``split``: pass@1, pass@k and pass^k (k = samples), mean reward,
-    policy violations (writes that left a wrong end state), stop reasons."""
+    policy violations (writes that left a wrong end state), stop reasons, and success per task
+    kind (``success/KIND``) for tasks that carry a ``kind``."""
     generator = torch.Generator().manual_seed(seed)
     tasks = rollout.world.tasks[split][: rollout.job.eval.size or None]
     renderer = ChatRenderer(sampler.tokenizer, pick_format(rollout.job.world.tool_format, sampler.tokenizer))
     rewards_P_N, violations, stops, n = [], 0, {}, 0
+    by_kind: dict[str, list[bool]] = {}  # tasks with a "kind": success per kind, to see *what* was learnt
     for start in range(0, len(tasks), batch_tasks):
         chunk = tasks[start : start + batch_tasks]
         envs_P_G = rollout.envs(chunk, samples, sampler.tokenizer)
@@ -81,10 +83,13 @@ def evaluate_world(rollout: WorldRollout, sampler, split: str, params: SamplingP
             for t, env in zip(g.trajectories_G, envs_G):
                 info = t.metadata if "violation" in t.metadata else score(rollout.world, env.task, env.db, env.said, env.wrote, False)[1]
                 violations += bool(info["violation"])  # episodes cut by a limit are judged on their writes too
+                if "kind" in env.task:
+                    by_kind.setdefault(env.task["kind"], []).append(t.reward >= 1.0)
                 stops[t.stop_reason] = stops.get(t.stop_reason, 0) + 1
                 n += 1
     out = score_rewards(rewards_P_N, samples)
     out |= {"violation_rate": violations / n, **{f"stop/{k}": v / n for k, v in stops.items()}, "tasks": float(len(tasks))}
+    out |= {f"success/{k}": sum(v) / len(v) for k, v in sorted(by_kind.items())}
     return out
 
 
