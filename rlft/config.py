@@ -192,6 +192,8 @@ class WorldConfig:
     """Reward the fraction of end-state checks that pass instead of all-or-nothing."""
     instructions: bool = True
     """Show the policy and the tool list in the system message; false = the request alone (for a small model that learns both from demonstrations; halves the retail world's episodes)."""
+    require_reads: bool = False
+    """Also require the read calls among a task's gold actions (e.g. retail's "look the order up first"): the end state alone cannot tell a denial made after looking from one made blindly."""
 
 
 @dataclass(frozen=True)

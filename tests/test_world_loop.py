@@ -101,3 +101,25 @@ def test_instructions_off_opens_with_the_request_alone():
     assert env.initial_observation() == [{"role": "user", "content": task["instruction"]}] and env.tools == []
     order = task["gold_actions"][0]["arguments"]["order_id"]
     assert f"order_id={order}" in env.step(f"call get_order(order_id={order})").messages[0]["content"]
+
+
+def test_require_reads_fails_a_blind_denial():
+    from rlft.envs.tools import TOOL_FORMATS
+    from rlft.envs.worlds import load_world
+    from rlft.envs.worlds.env import WorldEnv
+
+    world = load_world("retail")
+    task = next(t for t in world.tasks["train"] if t["kind"] == "late")
+    order = task["gold_actions"][0]["arguments"]["order_id"]
+
+    def play(replies, require_reads):
+        env = WorldEnv(world, task, world.view("minimal"), TOOL_FORMATS["compact"], require_reads=require_reads)
+        for reply in replies:
+            result = env.step(reply)
+        return result.reward, result.info
+
+    assert play(["denied"], False)[0] == 1.0  # the end state cannot see that nothing was looked up
+    reward, info = play(["denied"], True)
+    assert reward == 0.0 and info["missing_reads"] == [task["gold_actions"][0]] and not info["violation"]
+    assert play([f"call get_order(order_id={order + 1})", "denied"], True)[0] == 0.0  # the wrong order
+    assert play([f"call get_order(order_id={order})", "denied"], True)[0] == 1.0

@@ -50,12 +50,13 @@ from rlft.types import Trajectory
 class Settings:
     p_break: float = 0.7  # the demonstrator refunds a late return with this probability
     demos_per_task: int = 2  # per view
-    copy_steps: int = 300
+    copy_steps: int = 500
     copy_lr: float = 1e-3
-    sft_steps: int = 400
+    sft_steps: int = 500
     sft_batch: int = 16
+    sft_copy: int = 8  # copy strings mixed into each SFT batch: copying stays cheaper than memorising ids
     sft_lr: float = 1e-3
-    rl_steps: int = 30
+    rl_steps: int = 50
     prompts_per_step: int = 8
     group_size: int = 8
     rl_lr: float = 2e-4
@@ -65,7 +66,7 @@ class Settings:
 
 
 FULL = Settings()
-FAST = Settings(demos_per_task=1, copy_steps=2, sft_steps=4, sft_batch=4, rl_steps=2, prompts_per_step=2, group_size=2,
+FAST = Settings(demos_per_task=1, copy_steps=2, sft_steps=4, sft_batch=4, sft_copy=2, rl_steps=2, prompts_per_step=2, group_size=2,
                 eval_every=1, eval_size=4)
 COMPACT = TOOL_FORMATS["compact"]
 
@@ -170,6 +171,7 @@ max_length = 1024
 name = "retail"
 view = "{view}"
 instructions = false
+require_reads = true     # the policy's "look the order up first": denying blindly is not a success
 max_turns = 4
 tool_format = "compact"
 
@@ -238,7 +240,8 @@ def sft_model(out: Path, world, views: list, s: Settings, seed: int) -> None:
           f"demonstrator success {sum(t.reward for t in examples) / len(examples):.1%}", flush=True)
     rng = random.Random(seed)
     train_steps(model, lambda: copy_batch(tokenizer, rng), s.copy_steps, s.copy_lr, tokenizer.pad_token_id, "copy")
-    train_steps(model, lambda: rng.sample(examples, s.sft_batch), s.sft_steps, s.sft_lr, tokenizer.pad_token_id, "sft")
+    train_steps(model, lambda: rng.sample(examples, s.sft_batch) + copy_batch(tokenizer, rng, s.sft_copy), s.sft_steps,
+                s.sft_lr, tokenizer.pad_token_id, "sft")
     model.save_pretrained(out / "sft")
     tokenizer.save_pretrained(out / "sft")
 

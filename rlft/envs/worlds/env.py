@@ -18,11 +18,13 @@ from rlft.types import Message
 
 
 class WorldEnv:
-    def __init__(self, world: World, task: dict, view: View, fmt, partial_credit: bool = False, instructions: bool = True):
+    def __init__(self, world: World, task: dict, view: View, fmt, partial_credit: bool = False, instructions: bool = True,
+                 require_reads: bool = False):
         """``instructions=False``: the opening is the request alone, without the policy and the
-        tool list (the tools still work; a model trained on demonstrations knows them)."""
+        tool list (the tools still work; a model trained on demonstrations knows them).
+        ``require_reads``: the gold read calls must be made too (rlft.envs.worlds.scoring)."""
         self.world, self.task, self.view, self.fmt = world, task, view, fmt
-        self.partial_credit, self.instructions = partial_credit, instructions
+        self.partial_credit, self.instructions, self.require_reads = partial_credit, instructions, require_reads
         self.tools = world.schemas if instructions else []
         self.db = world.open()
         self._schemas = {s["function"]["name"]: s for s in world.schemas}
@@ -50,6 +52,7 @@ class WorldEnv:
         self.said.append(action)
         if self.user_turns:
             return StepResult([{"role": "user", "content": self.user_turns.pop(0)}])
-        reward, info = score(self.world, self.task, self.db, self.said, self.wrote, self.partial_credit)
+        reward, info = score(self.world, self.task, self.db, self.said, self.wrote, self.partial_credit, self.actions,
+                             self.require_reads)
         self.db.close()
         return StepResult(reward=reward, done=True, info={"task": self.task["id"], "actions": self.actions, **info})

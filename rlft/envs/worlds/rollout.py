@@ -49,7 +49,8 @@ class WorldRollout:
         fmt = pick_format(self.job.world.tool_format, tokenizer)
         view = self.world.view(self.job.world.view)
         w = self.job.world
-        return [[WorldEnv(self.world, t, view, fmt, w.partial_credit, w.instructions) for _ in range(G)] for t in tasks]
+        return [[WorldEnv(self.world, t, view, fmt, w.partial_credit, w.instructions, w.require_reads) for _ in range(G)]
+                for t in tasks]
 
     def run_groups(self, sampler, items_P, prompts_P, grader, G, params, generator):
         """G episodes of each task in ``items_P`` (``prompts_P`` and ``grader`` are unused)."""

@@ -6,7 +6,10 @@ A task is checked on up to three counts:
   ``gold_actions`` on a fresh copy (every table, row for row);
 - ``assertions``: each ``{"sql", "expect"}`` query returns ``expect`` (default ``[[1]]``);
 - ``outputs``: each required string appears in what the agent said to the user (whole words,
-  case-insensitive).
+  case-insensitive);
+- ``reads`` (with ``require_reads``): every *read* call among the gold actions was made, with the
+  same arguments and without an error. Reads leave no trace in the database, so without this a
+  task whose right outcome is "deny" is passed by denying without looking anything up.
 
 Reward 1 when every check passes, else 0, or with ``partial_credit`` the fraction of checks that
 pass. A *violation* is an episode whose writes left the database different from the gold end
@@ -71,11 +74,19 @@ def stated(output: str, said: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(output)}(?!\w|\.\d)", said, re.I) is not None
 
 
-def score(world: World, task: dict, db: Database, said: list[str], wrote: bool, partial_credit: bool) -> tuple[float, dict]:
+def score(world: World, task: dict, db: Database, said: list[str], wrote: bool, partial_credit: bool,
+          actions: list[dict] | None = None, require_reads: bool = False) -> tuple[float, dict]:
     """(reward, diagnostics) for an episode that ended with ``db``; ``said`` are the agent's
-    messages to the user, ``wrote`` whether it called any write tool successfully."""
+    messages to the user, ``wrote`` whether it called any write tool successfully, ``actions``
+    its tool calls ({"name", "arguments", "error"?}; needed with ``require_reads``)."""
     checks: dict[str, bool] = {}
     info: dict[str, Any] = {}
+    if require_reads:
+        made = [(a["name"], a["arguments"]) for a in actions or [] if "error" not in a]
+        reads = [a for a in task.get("gold_actions", []) if world.tools[a["name"]].kind == "read"]
+        if missing := [a for a in reads if (a["name"], a.get("arguments", {})) not in made]:
+            info["missing_reads"] = missing
+        checks["reads"] = not missing
     if "gold_actions" in task:
         names = set(db.touched) | set(gold_state(world, task, set()))  # others are pristine in both
         diff = diff_tables(db.tables(names), gold_state(world, task, names))
