@@ -48,6 +48,12 @@ def check_job(job: Job) -> None:
             f"[distributed] samplers = {d.samplers}: multi-turn [world] jobs run in one process for now; "
             "fix: set distributed.samplers=0 (or drop [distributed])"
         )
+    if job.algorithm.name not in ADVANTAGES:
+        raise ConfigError(
+            f"[distributed] samplers = {d.samplers}: algorithm.name = {job.algorithm.name!r} runs in one process for "
+            f"now (the distributed loop takes outcome advantages: {', '.join(ADVANTAGES)}); fix: set "
+            f"distributed.samplers=0 or pick one of those"
+        )
     if d.sampler == "vllm" and not torch.cuda.is_available():
         raise ConfigError(
             "[distributed] sampler = \"vllm\" needs a CUDA GPU and none is visible; fix: sampler = \"hf\" on CPU"
