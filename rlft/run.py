@@ -97,10 +97,10 @@ class Interrupts:
 
 # Settings that do not change what a run computes: a resume may change these freely. Keys are
 # flattened paths; a judge's operational settings count wherever the judge sits (multi graders).
-NOT_RESULT = {"data.eval", "data.eval_size", "data.max_errors"}
+NOT_RESULT = {"data.eval", "data.eval_size", "data.max_errors", "world.eval_split", "game.opponents", "game.eval_games"}
 NOT_RESULT_JUDGE = {"api_key_env", "max_concurrency", "timeout", "max_retries", "backoff", "price_input",
                     "price_output", "cache", "disk_cache", "device"}
-RESULT_SECTIONS = ("model", "data", "grader", "algorithm", "sampling", "optim")
+RESULT_SECTIONS = ("model", "data", "grader", "world", "game", "algorithm", "sampling", "optim")
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

@@ -123,3 +123,9 @@ def test_require_reads_fails_a_blind_denial():
     assert reward == 0.0 and info["missing_reads"] == [task["gold_actions"][0]] and not info["violation"]
     assert play([f"call get_order(order_id={order + 1})", "denied"], True)[0] == 0.0  # the wrong order
     assert play([f"call get_order(order_id={order})", "denied"], True)[0] == 1.0
+
+
+def test_resuming_a_world_run_with_another_view_is_refused(tiny_dir, tmp_path):
+    train_rl.train(world_job(tiny_dir, tmp_path / "r", "optim.steps=1", "run.checkpoint_every=1"))
+    with pytest.raises(ConfigError, match="world.view: 'full' -> 'minimal'"):
+        train_rl.train(world_job(tiny_dir, tmp_path / "r", "optim.steps=2", "world.view=minimal"))
