@@ -166,7 +166,7 @@ def test_killed_sampler_is_restarted_and_its_work_counted_once(ray_cluster, data
         "    if not MARK.exists():\n"
         "        MARK.touch()\n"
         "        os._exit(1)  # the actor dies mid-step\n"
-        "    return float(len(set(sample.output_text))) / 4\n"
+        "    return float(len(set(sample.output_text))) / 4 + float(item['answer'][-1]) / 9\n"  # = grader.py
     )
     calm = train_rl.train(job(data_dir, tiny_dir, tmp_path / "calm", "distributed.samplers=1"))
     killed = train_rl.train(job(data_dir, tiny_dir, tmp_path / "killed_run", "distributed.samplers=2",
