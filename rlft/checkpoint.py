@@ -41,7 +41,8 @@ def write_json(path: str | Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """The file's SHA-256, hex."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -63,7 +64,7 @@ def _write(tmp: Path, step: int, model, optimizer, scheduler, state: dict) -> No
     files = sorted(p for p in tmp.iterdir() if p.is_file())
     for p in files:
         _fsync(p)
-    write_json(tmp / MANIFEST, {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files})
+    write_json(tmp / MANIFEST, {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files})
     _fsync(tmp)
 
 
@@ -108,7 +109,7 @@ def verify(path: Path) -> str | None:
             return f"missing {name}"
         if p.stat().st_size != want["bytes"]:
             return f"{name} is {p.stat().st_size} bytes, the manifest says {want['bytes']} (truncated?)"
-        if _sha256(p) != want["sha256"]:
+        if sha256(p) != want["sha256"]:
             return f"{name} does not match its SHA-256 in the manifest (corrupted)"
     return None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import random
@@ -50,6 +49,7 @@ class Run:
     resume_from: Path | None = None  # the verified checkpoint this run continues, if any
     resume_state: dict = field(default_factory=dict)
     checked: Any = None  # what start's ``check`` returned
+    fingerprint: dict = field(default_factory=dict)  # the job's result-deciding settings, saved with checkpoints
     env_eval: Callable | None = None  # (sampler, params, seed) -> metrics: a world's or game's held-out eval
     skips_in_a_row: int = 0
     skips_total: int = 0
@@ -125,8 +125,7 @@ def fingerprint(job: Job) -> dict[str, Any]:
         del out["optim.steps"]  # running a finished run longer gives what a longer run would
     train = Path(resolve(job, job.data.train)) if job.data.train else None
     if train is not None and train.is_file():
-        with open(train, "rb") as f:
-            out["data.train_sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
+        out["data.train_sha256"] = checkpoint.sha256(train)
     return json.loads(json.dumps(out))
 
 
@@ -135,15 +134,15 @@ def _default_fingerprint() -> dict[str, Any]:
     return {k: v for k, v in fingerprint(Job()).items() if k != "run.seed"}
 
 
-def check_resume(job: Job, out: Path) -> tuple[Path | None, dict]:
+def check_resume(job: Job, out: Path, now: dict[str, Any] | None = None) -> tuple[Path | None, dict]:
     """The newest complete checkpoint under ``out`` and its state, or (None, {}). Refuses (a
-    ConfigError listing each change) when it was made with settings that change the result,
-    unless ``run.force_resume``."""
+    ConfigError listing each change) when it was made with settings other than ``now`` (the job's
+    ``fingerprint``) that change the result, unless ``run.force_resume``."""
     path = checkpoint.latest(out)
     if path is None:
         return None, {}
     state = checkpoint.read_state(path)
-    saved, now = state.get("fingerprint", {}), fingerprint(job)
+    saved, now = state.get("fingerprint", {}), fingerprint(job) if now is None else now
     # a setting added to rlft after the checkpoint was made counts as its default there
     saved = {**{k: v for k, v in _default_fingerprint().items() if k in now}, **saved}
     changed = [f"  {k}: {saved.get(k, '(unset)')!r} -> {now.get(k, '(unset)')!r}"
@@ -199,7 +198,8 @@ def start(job: Job, training: bool = True, check: Callable[[Any], Any] | None = 
     resolved config, load the tokenizer, run ``check(tokenizer)`` (data checks that need it, so
     they fail before the model loads; its result is ``run.checked``), load the model."""
     out = Path(resolve(job, job.run.out))
-    resume_from, state = check_resume(job, out) if training else (None, {})
+    settings = fingerprint(job) if training else {}  # hashes the training file: once per run
+    resume_from, state = check_resume(job, out, settings) if training else (None, {})
     out.mkdir(parents=True, exist_ok=True)
     if training:  # eval reads a run's folder; it must not overwrite that run's config
         (out / "config.toml").write_text(job_to_toml(job))
@@ -221,7 +221,7 @@ def start(job: Job, training: bool = True, check: Callable[[Any], Any] | None = 
     tracker = Tracker(out, resume=state.get("tracker", {}) if training and not finished(job, out, state) else None)
     return Run(
         job, out, path, device, model, tokenizer, tracker, grader, eval_items, eval_prompts,
-        HFSampler(model, tokenizer), resume_from, state, checked,
+        HFSampler(model, tokenizer), resume_from, state, checked, fingerprint=settings,
     )
 
 
@@ -285,7 +285,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
 
 def save_checkpoint(run: Run, step: int, state: dict, optimizer, scheduler) -> Path:
     state = {
-        **state, "fingerprint": fingerprint(run.job), "tracker": run.tracker.offsets(step),
+        **state, "fingerprint": run.fingerprint, "tracker": run.tracker.offsets(step),
         "skips_in_a_row": run.skips_in_a_row, "skips_total": run.skips_total, "errored_window": run.errored_window,
     }
     return checkpoint.save(run.out, step, run.model, optimizer, scheduler, state, keep=run.job.run.keep_checkpoints)
