@@ -50,8 +50,9 @@ def write_jsonl(path: Path, items: list[dict]) -> None:
     path.write_text("".join(json.dumps(it) + "\n" for it in items))
 
 
-def job_files(out: Path, s: Settings, seed: int, progress: bool) -> tuple[Path, Path]:
-    common = f"""
+def task_toml(digits: int) -> str:
+    """The job tables of the arithmetic task: its data files, its grader, room for a worked answer."""
+    return f"""
 [data]
 train = "train.jsonl"
 eval = "eval.jsonl"
@@ -61,8 +62,12 @@ type = "numeric"   # the last number in the reply: "... answer 841"
 reference = "answer"
 
 [sampling]
-max_new_tokens = {9 * s.digits + 8}
+max_new_tokens = {9 * digits + 8}
+"""
 
+
+def job_files(out: Path, s: Settings, seed: int, progress: bool) -> tuple[Path, Path]:
+    common = task_toml(s.digits) + f"""
 [run]
 seed = {seed}
 progress = {str(progress).lower()}

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from rlft.tasks import arithmetic
-from rlft.tasks.quickstart import write_jsonl
+from rlft.tasks.quickstart import task_toml, write_jsonl
 
 
 def addition(folder: Path, digits: int = 3, forget: float = 0.6, n_train: int = 20000, n_eval: int = 200,
@@ -26,18 +26,7 @@ def addition(folder: Path, digits: int = 3, forget: float = 0.6, n_train: int = 
         train, held_out = arithmetic.make_splits(digits, n_train, n_eval, 0, forget)
         write_jsonl(folder / "train.jsonl", train)
         write_jsonl(folder / "eval.jsonl", held_out)
-    common = f"""
-[data]
-train = "train.jsonl"
-eval = "eval.jsonl"
-
-[grader]
-type = "numeric"   # the last number in the reply: "... answer 841"
-reference = "answer"
-
-[sampling]
-max_new_tokens = {9 * digits + 8}
-"""
+    common = task_toml(digits)
     warm = folder / "warm.toml"
     warm.write_text(f"""# warm start: SFT on the demonstrator (written by rlft compare)
 [model]
