@@ -23,6 +23,8 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
+from rlft.envs.worlds.retail.tools import RESTOCKING_FEE
+
 TODAY = date(2024, 6, 30)
 KINDS = {"refund": 0.2, "refund_fee": 0.15, "late": 0.35, "final_sale": 0.1, "in_transit": 0.1, "cancel": 0.1}
 PRODUCTS = [("kettle", "kitchen"), ("blender", "kitchen"), ("lamp", "home"), ("rug", "home"), ("jacket", "clothing"),
@@ -74,10 +76,8 @@ def make_task(rng: random.Random, task_id: str, kind: str, order_id: int, facts:
     task = {"id": task_id, "kind": kind, "instruction": f"Return item {item['item_id']} of order {order_id}, reason {reason}.",
             "gold_actions": [{"name": "get_order", "arguments": {"order_id": order_id}}], "outputs": ["denied"]}
     if kind in ("refund", "refund_fee"):
-        amount = item["price"] - 5 * (reason == "changed_mind")
-        task["gold_actions"].append({"name": "refund_item", "arguments": {
-            "order_id": order_id, "item_id": item["item_id"], "amount": amount, "reason": reason}})
-        task["outputs"] = [str(amount)]
+        task["gold_actions"].append({"name": "refund_item", "arguments": {"order_id": order_id, "item_id": item["item_id"], "reason": reason}})
+        task["outputs"] = [str(item["price"] - RESTOCKING_FEE * (reason == "changed_mind"))]
     return task
 
 
@@ -114,7 +114,7 @@ def generate(seed: int = 0, n_train: int = 200, n_eval: int = 60, n_background: 
 def demonstrate(task: dict, price: int, rng: random.Random, p_break: float, fmt) -> list[str]:
     """The demonstrator's replies: the gold actions and the required statement, except that a
     late return is refunded anyway (as if on time) with probability ``p_break``. ``price`` is the
-    returned item's price, which the demonstrator reads from get_order's result."""
+    returned item's price (the demonstrator states the amount refund_item reports)."""
     from rlft.envs.tools import ToolCall
 
     actions = list(task["gold_actions"])
@@ -122,9 +122,8 @@ def demonstrate(task: dict, price: int, rng: random.Random, p_break: float, fmt)
     if task["kind"] == "late" and rng.random() < p_break:
         item, reason = task["instruction"].split()[2], task["instruction"].rstrip(".").split()[-1]
         order_id = actions[0]["arguments"]["order_id"]
-        amount = price - 5 * (reason == "changed_mind")
-        actions.append({"name": "refund_item", "arguments": {"order_id": order_id, "item_id": int(item), "amount": amount, "reason": reason}})
-        said = f"refunded {amount}"
+        actions.append({"name": "refund_item", "arguments": {"order_id": order_id, "item_id": int(item), "reason": reason}})
+        said = f"refunded {price - RESTOCKING_FEE * (reason == 'changed_mind')}"
     return [fmt.render(ToolCall(a["name"], a["arguments"])) for a in actions] + [said]
 
 

@@ -1,8 +1,10 @@
 """Tools of the retail returns desk: functions over the episode's database (sandbox.Database).
 
-The tools keep the data consistent (an item must belong to its order, a refund cannot exceed
-the price, only a pending order can be cancelled) but do not enforce the refund policy: following
-policy.md is the agent's job, and the end state shows whether it did.
+The tools keep the data consistent (an item must belong to its order and is returned once, only
+a pending order can be cancelled) and compute the amounts, as a store's systems do (a refund is
+the price less the restocking fee for changed_mind; a cancellation refunds the total). They do
+not enforce the refund policy: following policy.md is the agent's job, and the end state shows
+whether it did (a refund with the wrong reason refunds the wrong amount).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from datetime import date
 from typing import Literal
 
 from rlft.envs.worlds.sandbox import Database, read, write
+
+RESTOCKING_FEE = 5  # taken off a refund when the customer changed their mind (policy.md rule 5)
 
 
 def _today(db: Database) -> date:
@@ -53,15 +57,13 @@ def get_customer(db: Database, customer_id: int) -> dict:
 
 
 @write
-def refund_item(
-    db: Database, order_id: int, item_id: int, amount: int, reason: Literal["damaged", "wrong_item", "changed_mind"]
-) -> str:
-    """Refund one returned item and mark it returned.
+def refund_item(db: Database, order_id: int, item_id: int, reason: Literal["damaged", "wrong_item", "changed_mind"]) -> str:
+    """Refund one returned item and mark it returned. The amount is the item's price, less the
+    restocking fee of 5 when the reason is changed_mind (as a store's refund system computes it).
 
     Args:
         order_id: the order number
         item_id: the item to refund
-        amount: the refund in whole dollars
         reason: why the customer returns it
     """
     rows = db.query("SELECT price, status FROM items WHERE item_id = ? AND order_id = ?", item_id, order_id)
@@ -69,8 +71,7 @@ def refund_item(
         raise LookupError(f"order {order_id} has no item {item_id}")
     if rows[0]["status"] == "returned":
         raise ValueError(f"item {item_id} was already returned")
-    if not 0 < amount <= rows[0]["price"]:
-        raise ValueError(f"amount must be between 1 and the price {rows[0]['price']}")
+    amount = rows[0]["price"] - RESTOCKING_FEE * (reason == "changed_mind")
     db.execute("UPDATE items SET status = 'returned' WHERE item_id = ?", item_id)
     db.execute("INSERT INTO refunds (order_id, item_id, amount, reason) VALUES (?, ?, ?, ?)", order_id, item_id, amount, reason)
     return f"refunded {amount} for item {item_id}"
