@@ -118,7 +118,7 @@ def test_wrong_refund_is_a_violation_with_diagnostics(world):
     item = int(task["instruction"].split()[2])
     reward, info = play(world, task, [
         f"call get_order(order_id={oid})",
-        f'call refund_item(order_id={oid}, item_id={item}, reason="damaged")',
+        f'call refund_item(order_id={oid}, item={item}, reason="damaged")',
         "refunded 10. denied",
     ])
     assert reward == 0.0 and info["violation"]
@@ -126,7 +126,7 @@ def test_wrong_refund_is_a_violation_with_diagnostics(world):
     # the same episode with partial credit: outputs stated (1 of 2 checks)
     env = WorldEnv(world, task, world.view("full"), COMPACT, partial_credit=True)
     env.initial_observation()
-    env.step(f'call refund_item(order_id={oid}, item_id={item}, reason="damaged")')
+    env.step(f'call refund_item(order_id={oid}, item={item}, reason="damaged")')
     result = env.step("denied")
     assert result.done and result.reward == 0.5
 
@@ -138,7 +138,7 @@ def test_tool_mistakes_come_back_as_messages(world):
     for reply, expected in [
         ("call get_order(order_id=1)", "error: LookupError: no order 1"),
         ("call get_order(12)", "error: get_order: pass arguments by name"),
-        ("call refund_item(order_id=1)", "error: refund_item needs item_id, reason"),
+        ("call refund_item(order_id=1)", "error: refund_item needs item, reason"),
         ("call drop_everything()", "error: no tool named 'drop_everything'"),
     ]:
         result = env.step(reply)

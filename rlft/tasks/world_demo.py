@@ -89,14 +89,20 @@ def play_demo(world, task, view, renderer, replies: list[str]) -> tuple[Trajecto
     return Trajectory(tokens, mask, [0.0] * len(tokens), reward=result.reward), texts
 
 
+def asked_price(db, task: dict) -> int:
+    """The price of the item a return task asks about (0 for a cancellation)."""
+    if task["kind"] == "cancel":
+        return 0
+    words = task["instruction"].split()  # "Return item 2 of order 4821, reason damaged."
+    return db.query("SELECT price FROM items WHERE order_id = ? AND item = ?", int(words[5].rstrip(",")), int(words[2]))[0]["price"]
+
+
 def demos(world, view, renderer, s: Settings, seed: int) -> list[Trajectory]:
     rng, out = random.Random(seed), []
     db = world.open()
     for task in world.tasks["train"]:
-        item = int(task["instruction"].split()[2]) if task["kind"] != "cancel" else None
-        price = db.query("SELECT price FROM items WHERE item_id = ?", item)[0]["price"] if item else 0
         for _ in range(s.demos_per_task):
-            out.append(play_demo(world, task, view, renderer, demonstrate(task, price, rng, s.p_break, COMPACT))[0])
+            out.append(play_demo(world, task, view, renderer, demonstrate(task, asked_price(db, task), rng, s.p_break, COMPACT))[0])
     return out
 
 
@@ -117,10 +123,8 @@ def build_model(out: Path, world, views: list, s: Settings, seed: int) -> Path:
     db = world.open()
     corpus = []
     for task in world.tasks["train"]:
-        item = int(task["instruction"].split()[2]) if task["kind"] != "cancel" else None
-        price = db.query("SELECT price FROM items WHERE item_id = ?", item)[0]["price"] if item else 0
         for view in views:
-            corpus += play_demo(world, task, view, renderer, demonstrate(task, price, rng, s.p_break, COMPACT))[1]
+            corpus += play_demo(world, task, view, renderer, demonstrate(task, asked_price(db, task), rng, s.p_break, COMPACT))[1]
     tokenizer = train_tokenizer(corpus, vocab_size=s.vocab)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,

@@ -41,17 +41,19 @@ def _insert(table: str, row: dict) -> str:
     return f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(map(_sql, row.values()))});"
 
 
-def make_order(rng: random.Random, order_id: int, item_ids: list[int], customer_id: int, kind: str) -> tuple[list[str], dict]:
-    """SQL rows for one order shaped for ``kind``; returns (statements, facts about the order)."""
+def make_order(rng: random.Random, order_id: int, n_items: int, customer_id: int, kind: str) -> tuple[list[str], dict]:
+    """SQL rows for one order of ``n_items`` lines shaped for ``kind``; returns (statements, facts
+    about the order, with the line a task asks about as ``asked``)."""
     status = {"in_transit": "shipped", "cancel": "pending"}.get(kind, "delivered")
     days = rng.randint(31, 90) if kind == "late" else rng.randint(1, 30)
     delivered = TODAY - timedelta(days=days)
     placed = delivered - timedelta(days=rng.randint(2, 6)) if status == "delivered" else TODAY - timedelta(days=rng.randint(0, 4))
+    asked = rng.randint(1, n_items)
     items = []
-    for k, item_id in enumerate(item_ids):
+    for item in range(1, n_items + 1):
         product, category = rng.choice(PRODUCTS)
-        final = int(kind == "final_sale" and k == 0) or int(k > 0 and rng.random() < 0.2)
-        items.append({"item_id": item_id, "order_id": order_id, "product": product, "category": category,
+        final = int(kind == "final_sale") if item == asked else int(rng.random() < 0.2)
+        items.append({"order_id": order_id, "item": item, "product": product, "category": category,
                       "price": rng.randint(10, 99), "final_sale": final, "status": "ok"})
     total = sum(it["price"] for it in items)
     sql = [_insert("orders", {"order_id": order_id, "customer_id": customer_id, "placed_on": placed.isoformat(),
@@ -62,21 +64,21 @@ def make_order(rng: random.Random, order_id: int, item_ids: list[int], customer_
             "order_id": order_id, "carrier": rng.choice(["UPS", "FedEx", "USPS"]), "tracking": f"TRK{rng.randint(10**8, 10**9)}",
             "shipped_on": (placed + timedelta(days=1)).isoformat(),
             "delivered_on": delivered.isoformat() if status == "delivered" else None}))
-    return sql, {"items": items, "total": total}
+    return sql, {"item": items[asked - 1], "total": total}
 
 
 def make_task(rng: random.Random, task_id: str, kind: str, order_id: int, facts: dict) -> dict:
-    item = facts["items"][0]
+    item = facts["item"]
     if kind == "cancel":
         return {"id": task_id, "kind": kind, "instruction": f"Cancel order {order_id}.",
                 "gold_actions": [{"name": "get_order", "arguments": {"order_id": order_id}},
                                  {"name": "cancel_order", "arguments": {"order_id": order_id}}],
                 "outputs": [str(facts["total"])]}
     reason = "changed_mind" if kind == "refund_fee" else rng.choice(["damaged", "wrong_item", "changed_mind"])
-    task = {"id": task_id, "kind": kind, "instruction": f"Return item {item['item_id']} of order {order_id}, reason {reason}.",
+    task = {"id": task_id, "kind": kind, "instruction": f"Return item {item['item']} of order {order_id}, reason {reason}.",
             "gold_actions": [{"name": "get_order", "arguments": {"order_id": order_id}}], "outputs": ["denied"]}
     if kind in ("refund", "refund_fee"):
-        task["gold_actions"].append({"name": "refund_item", "arguments": {"order_id": order_id, "item_id": item["item_id"], "reason": reason}})
+        task["gold_actions"].append({"name": "refund_item", "arguments": {"order_id": order_id, "item": item["item"], "reason": reason}})
         task["outputs"] = [str(item["price"] - RESTOCKING_FEE * (reason == "changed_mind"))]
     return task
 
@@ -99,11 +101,10 @@ def generate(seed: int = 0, n_train: int = 200, n_eval: int = 60, n_background: 
             "member_since": f"{rng.randint(2015, 2023)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
             "tier": rng.choice(["basic", "gold"])}))
     order_ids = rng.sample(range(1000, 10000), n_train + n_eval + n_background)
-    item_ids = iter(rng.sample(range(100, 10000), 3 * len(order_ids)))
     splits: dict[str, list[dict]] = {"train": [], "eval": []}
     kinds = _kind_mix(rng, n_train) + _kind_mix(rng, n_eval) + [rng.choice(list(KINDS)) for _ in range(n_background)]
     for i, (order_id, kind) in enumerate(zip(order_ids, kinds)):
-        rows, facts = make_order(rng, order_id, [next(item_ids) for _ in range(rng.randint(1, 3))], rng.randint(1, 40), kind)
+        rows, facts = make_order(rng, order_id, rng.randint(1, 3), rng.randint(1, 40), kind)
         sql += rows
         split = "train" if i < n_train else "eval" if i < n_train + n_eval else None
         if split:
@@ -122,7 +123,7 @@ def demonstrate(task: dict, price: int, rng: random.Random, p_break: float, fmt)
     if task["kind"] == "late" and rng.random() < p_break:
         item, reason = task["instruction"].split()[2], task["instruction"].rstrip(".").split()[-1]
         order_id = actions[0]["arguments"]["order_id"]
-        actions.append({"name": "refund_item", "arguments": {"order_id": order_id, "item_id": int(item), "reason": reason}})
+        actions.append({"name": "refund_item", "arguments": {"order_id": order_id, "item": int(item), "reason": reason}})
         said = f"refunded {price - RESTOCKING_FEE * (reason == 'changed_mind')}"
     return [fmt.render(ToolCall(a["name"], a["arguments"])) for a in actions] + [said]
 

@@ -9,10 +9,11 @@ CREATE TABLE orders (
     placed_on TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('pending', 'shipped', 'delivered', 'cancelled')),
     payment TEXT, total INTEGER NOT NULL
 );
-CREATE TABLE items (
-    item_id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders, product TEXT NOT NULL,
+CREATE TABLE items (  -- an order's lines: item 1, 2, 3 of the order
+    order_id INTEGER NOT NULL REFERENCES orders, item INTEGER NOT NULL, product TEXT NOT NULL,
     category TEXT, price INTEGER NOT NULL, final_sale INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'returned'))
+    status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'returned')),
+    PRIMARY KEY (order_id, item)
 );
 CREATE TABLE shipments (
     order_id INTEGER PRIMARY KEY REFERENCES orders, carrier TEXT, tracking TEXT,
@@ -20,5 +21,5 @@ CREATE TABLE shipments (
 );
 CREATE TABLE refunds (
     refund_id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders,
-    item_id INTEGER REFERENCES items, amount INTEGER NOT NULL, reason TEXT NOT NULL
+    item INTEGER, amount INTEGER NOT NULL, reason TEXT NOT NULL
 );

@@ -36,7 +36,7 @@ def get_order(db: Database, order_id: int) -> dict:
     delivered = ship[0]["delivered_on"] if ship else None
     order["days_since_delivery"] = (_today(db) - date.fromisoformat(delivered)).days if delivered else "-"
     order["items"] = db.query(
-        "SELECT item_id, product, category, price, final_sale, status FROM items WHERE order_id = ? ORDER BY item_id",
+        "SELECT item, product, category, price, final_sale, status FROM items WHERE order_id = ? ORDER BY item",
         order_id,
     )
     order["shipment"] = ship[0] if ship else {}
@@ -57,24 +57,24 @@ def get_customer(db: Database, customer_id: int) -> dict:
 
 
 @write
-def refund_item(db: Database, order_id: int, item_id: int, reason: Literal["damaged", "wrong_item", "changed_mind"]) -> str:
+def refund_item(db: Database, order_id: int, item: int, reason: Literal["damaged", "wrong_item", "changed_mind"]) -> str:
     """Refund one returned item and mark it returned. The amount is the item's price, less the
     restocking fee of 5 when the reason is changed_mind (as a store's refund system computes it).
 
     Args:
         order_id: the order number
-        item_id: the item to refund
+        item: the item's number within the order (1, 2, ...)
         reason: why the customer returns it
     """
-    rows = db.query("SELECT price, status FROM items WHERE item_id = ? AND order_id = ?", item_id, order_id)
+    rows = db.query("SELECT price, status FROM items WHERE order_id = ? AND item = ?", order_id, item)
     if not rows:
-        raise LookupError(f"order {order_id} has no item {item_id}")
+        raise LookupError(f"order {order_id} has no item {item}")
     if rows[0]["status"] == "returned":
-        raise ValueError(f"item {item_id} was already returned")
+        raise ValueError(f"item {item} of order {order_id} was already returned")
     amount = rows[0]["price"] - RESTOCKING_FEE * (reason == "changed_mind")
-    db.execute("UPDATE items SET status = 'returned' WHERE item_id = ?", item_id)
-    db.execute("INSERT INTO refunds (order_id, item_id, amount, reason) VALUES (?, ?, ?, ?)", order_id, item_id, amount, reason)
-    return f"refunded {amount} for item {item_id}"
+    db.execute("UPDATE items SET status = 'returned' WHERE order_id = ? AND item = ?", order_id, item)
+    db.execute("INSERT INTO refunds (order_id, item, amount, reason) VALUES (?, ?, ?, ?)", order_id, item, amount, reason)
+    return f"refunded {amount} for item {item}"
 
 
 @write
@@ -90,5 +90,5 @@ def cancel_order(db: Database, order_id: int) -> str:
     if rows[0]["status"] != "pending":
         raise ValueError(f"order {order_id} is {rows[0]['status']}; only pending orders can be cancelled")
     db.execute("UPDATE orders SET status = 'cancelled' WHERE order_id = ?", order_id)
-    db.execute("INSERT INTO refunds (order_id, item_id, amount, reason) VALUES (?, NULL, ?, 'cancelled')", order_id, rows[0]["total"])
+    db.execute("INSERT INTO refunds (order_id, item, amount, reason) VALUES (?, NULL, ?, 'cancelled')", order_id, rows[0]["total"])
     return f"cancelled order {order_id}, refunded {rows[0]['total']}"
