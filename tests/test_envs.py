@@ -49,6 +49,8 @@ def test_compact_format_parses_renders_and_reports_mistakes():
     assert call == ToolCall("add", {"a": 1, "b": 2, "mode": "loud"})
     assert fmt.parse(fmt.render(call)) == call
     assert fmt.parse("The refund is 12.50.") is None  # a plain message
+    assert fmt.parse("a=1 is small\ncall add(a=1)") == ToolCall("add", {"a": 1})  # a note, then the call
+    assert fmt.parse("a=1 is small\nso: call add(a=1)") is None  # the call must start its line
     for bad in ["call add(1, 2)", "call add(a=1", "call add(a=x)", "call 3"]:
         with pytest.raises(ToolCallError):
             fmt.parse(bad)

@@ -14,12 +14,14 @@
 **Tool-call formats** (``TOOL_FORMATS``), one per way a model writes a call:
 
 - ``compact`` (the default for tokenizers whose chat template knows nothing of tools, e.g. the
-  built-in tiny model): a reply whose first line is ``call`` followed by a Python-style call with
-  keyword arguments and literal values::
+  built-in tiny model): a reply with a line that is ``call`` followed by a Python-style call with
+  keyword arguments and literal values; lines before it are the agent's notes (what it read, a
+  thought), lines after it are ignored::
 
-      call refund_item(order_id=1042, item_id=3, amount=19.5)
+      status=delivered days_since_delivery=12
+      call refund_item(order_id=1042, item=3, reason="damaged")
 
-  Anything else is a plain message to the user. The tools are listed in the system message in
+  A reply without such a line is a plain message to the user. The tools are listed in the system message in
   the same syntax (``get_order(order_id: int) - Look up an order``). It is short and regular,
   which is what a 1M-parameter model can learn: one keyword, one name, ``key=value`` pairs.
 - ``hermes`` (chosen automatically when the chat template takes ``tools``, as Qwen2.5's does):
@@ -154,13 +156,14 @@ def _literal(node: ast.expr) -> Any:
 
 
 class CompactFormat:
-    """``call name(key=value, ...)`` on the reply's first line."""
+    """``call name(key=value, ...)`` on a line of its own; lines before it are the agent's notes."""
 
     template_tools = False  # tools are described in the system message, not by the template
 
     def parse(self, text: str) -> ToolCall | None:
-        line = text.strip().split("\n", 1)[0].strip()
-        if not (line == "call" or line.startswith("call ")):
+        lines = [line.strip() for line in text.strip().split("\n")]
+        line = next((line for line in lines if line == "call" or line.startswith("call ")), None)
+        if line is None:
             return None
         src = line[len("call"):].strip()
         try:

@@ -89,12 +89,9 @@ def play_demo(world, task, view, renderer, replies: list[str]) -> tuple[Trajecto
     return Trajectory(tokens, mask, [0.0] * len(tokens), reward=result.reward), texts
 
 
-def asked_price(db, task: dict) -> int:
-    """The price of the item a return task asks about (0 for a cancellation)."""
-    if task["kind"] == "cancel":
-        return 0
-    words = task["instruction"].split()  # "Return item 2 of order 4821, reason damaged."
-    return db.query("SELECT price FROM items WHERE order_id = ? AND item = ?", int(words[5].rstrip(",")), int(words[2]))[0]["price"]
+def looked_up(world, db, task: dict) -> dict:
+    """get_order's result for the task's order, as the demonstrator reads it."""
+    return db.call(world.tools["get_order"], **task["gold_actions"][0]["arguments"])
 
 
 def demos(world, view, renderer, s: Settings, seed: int) -> list[Trajectory]:
@@ -102,7 +99,7 @@ def demos(world, view, renderer, s: Settings, seed: int) -> list[Trajectory]:
     db = world.open()
     for task in world.tasks["train"]:
         for _ in range(s.demos_per_task):
-            out.append(play_demo(world, task, view, renderer, demonstrate(task, asked_price(db, task), rng, s.p_break, COMPACT))[0])
+            out.append(play_demo(world, task, view, renderer, demonstrate(task, looked_up(world, db, task), rng, s.p_break, COMPACT))[0])
     return out
 
 
@@ -124,7 +121,7 @@ def build_model(out: Path, world, views: list, s: Settings, seed: int) -> Path:
     corpus = []
     for task in world.tasks["train"]:
         for view in views:
-            corpus += play_demo(world, task, view, renderer, demonstrate(task, asked_price(db, task), rng, s.p_break, COMPACT))[1]
+            corpus += play_demo(world, task, view, renderer, demonstrate(task, looked_up(world, db, task), rng, s.p_break, COMPACT))[1]
     tokenizer = train_tokenizer(corpus, vocab_size=s.vocab)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -185,7 +182,7 @@ prompts_per_step = {s.prompts_per_step}
 group_size = {s.group_size}
 
 [sampling]
-max_new_tokens = 48
+max_new_tokens = 64
 
 [optim]
 lr = {s.rl_lr}
@@ -208,7 +205,7 @@ def held_out(job_path: Path, model_dir: Path, tag: str) -> dict:
     job = load_job(job_path, [f"model.path={model_dir}"])
     model = load_model(model_dir, device=torch.device("cpu"), dtype=torch.float32, trainable=False)
     rollout = WorldRollout(job)
-    metrics = rollout.evaluate(HFSampler(model, load_tokenizer(model_dir)), SamplingParams(max_new_tokens=48, temperature=0.0), 0)
+    metrics = rollout.evaluate(HFSampler(model, load_tokenizer(model_dir)), SamplingParams(max_new_tokens=64, temperature=0.0), 0)
     print(tag, json.dumps(metrics), flush=True)
     return metrics
 

@@ -112,20 +112,30 @@ def generate(seed: int = 0, n_train: int = 200, n_eval: int = 60, n_background: 
     return "\n".join(sql) + "\n", splits
 
 
-def demonstrate(task: dict, price: int, rng: random.Random, p_break: float, fmt) -> list[str]:
+def demonstrate(task: dict, order: dict, rng: random.Random, p_break: float, fmt) -> list[str]:
     """The demonstrator's replies: the gold actions and the required statement, except that a
-    late return is refunded anyway (as if on time) with probability ``p_break``. ``price`` is the
-    returned item's price (the demonstrator states the amount refund_item reports)."""
+    late return is refunded anyway (as if on time) with probability ``p_break``. ``order`` is
+    get_order's result for the task's order. The reply that decides (the one after the lookup)
+    starts with a note of the fields the decision rests on, copied from that result
+    (``status=delivered days_since_delivery=45 final_sale=0``), as an agent that thinks aloud
+    writes: the decision then follows text the model has just written."""
     from rlft.envs.tools import ToolCall
 
     actions = list(task["gold_actions"])
+    if task["kind"] == "cancel":
+        note, price = f"status={order['status']}", 0
+    else:
+        words = task["instruction"].split()  # "Return item 2 of order 4821, reason damaged."
+        item = next(it for it in order["items"] if it["item"] == int(words[2]))
+        price, reason = item["price"], words[-1].rstrip(".")
+        note = f"status={order['status']} days_since_delivery={order['days_since_delivery']} final_sale={item['final_sale']}"
     said = "denied" if task["outputs"] == ["denied"] else f"refunded {task['outputs'][0]}"
     if task["kind"] == "late" and rng.random() < p_break:
-        item, reason = task["instruction"].split()[2], task["instruction"].rstrip(".").split()[-1]
-        order_id = actions[0]["arguments"]["order_id"]
-        actions.append({"name": "refund_item", "arguments": {"order_id": order_id, "item": int(item), "reason": reason}})
+        actions.append({"name": "refund_item", "arguments": {"order_id": order["order_id"], "item": item["item"], "reason": reason}})
         said = f"refunded {price - RESTOCKING_FEE * (reason == 'changed_mind')}"
-    return [fmt.render(ToolCall(a["name"], a["arguments"])) for a in actions] + [said]
+    replies = [fmt.render(ToolCall(a["name"], a["arguments"])) for a in actions] + [said]
+    replies[1] = f"{note}\n{replies[1]}"
+    return replies
 
 
 def main() -> None:
