@@ -186,3 +186,31 @@ def test_unknown_world_names_the_built_in_ones(tmp_path):
     (tmp_path / "schema.sql").write_text("CREATE TABLE t (x);")
     with pytest.raises(WorldError, match="seed.sql: missing"):
         load_world(str(tmp_path))
+
+
+def test_demonstrator_notes_then_decides_and_breaks_only_the_30_day_rule(world):
+    import random
+
+    from rlft.envs.worlds.retail.generate import demonstrate
+    from rlft.tasks.world_demo import looked_up
+
+    db, fmt = world.open(), TOOL_FORMATS["compact"]
+    for task in world.tasks["train"][:40]:
+        order = looked_up(world, db, task)
+        honest = demonstrate(task, order, random.Random(0), 0.0, fmt)
+        assert play(world, task, honest)[0] == 1.0  # notes before the call do not change the episode
+        assert honest[1].split("\n")[0].startswith(f"status={order['status']}")
+        broken = demonstrate(task, order, random.Random(0), 1.0, fmt)
+        assert (broken == honest) == (task["kind"] != "late")
+        if task["kind"] == "late":
+            reward, info = play(world, task, broken)
+            assert reward == 0.0 and info["violation"]
+
+
+def test_world_demo_fast(tmp_path):
+    from rlft.tasks import world_demo
+
+    results = world_demo.main(["--out", str(tmp_path), "--views", "minimal", "--fast"])
+    r = results["views"]["minimal"]
+    assert {"sft", "rl", "curve"} <= set(r) and [c["step"] for c in r["curve"]] == [1, 2]
+    assert (tmp_path / "world-curves.png").exists() and (tmp_path / "rl-minimal.toml").exists()
