@@ -49,17 +49,18 @@ from rlft.types import Trajectory
 @dataclass(frozen=True)
 class Settings:
     p_break: float = 0.7  # the demonstrator refunds a late return with this probability
-    demos_per_task: int = 2  # per view
+    demos_per_task: int = 1  # per view
     copy_steps: int = 500
     copy_lr: float = 1e-3
     sft_steps: int = 500
     sft_batch: int = 16
     sft_copy: int = 8  # copy strings mixed into each SFT batch: copying stays cheaper than memorising ids
     sft_lr: float = 1e-3
-    rl_steps: int = 50
+    rl_steps: int = 80
     prompts_per_step: int = 8
     group_size: int = 8
-    rl_lr: float = 2e-4
+    rl_lr: float = 1e-4
+    rl_temperature: float = 0.7
     eval_every: int = 10
     eval_size: int = 0  # 0 = every held-out task
     vocab: int = 1000
@@ -183,6 +184,7 @@ group_size = {s.group_size}
 
 [sampling]
 max_new_tokens = 64
+temperature = {s.rl_temperature}
 
 [optim]
 lr = {s.rl_lr}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from typing import Any
 
 from rlft.envs.tools import ToolCall, call_tool
@@ -63,8 +64,9 @@ def diff_tables(got: dict[str, list[tuple]], want: dict[str, list[tuple]], shown
     out = {}
     for name in sorted(set(got) | set(want)):
         g, w = got.get(name, []), want.get(name, [])
-        extra = [r for r in g if r not in w]
-        missing = [r for r in w if r not in g]
+        if g == w:
+            continue
+        extra, missing = list((Counter(g) - Counter(w)).elements()), list((Counter(w) - Counter(g)).elements())
         if extra or missing:
             out[name] = {"extra": extra[:shown], "missing": missing[:shown]}
     return out

@@ -91,7 +91,7 @@ def _kind_mix(rng: random.Random, n: int) -> list[str]:
     return kinds
 
 
-def generate(seed: int = 0, n_train: int = 200, n_eval: int = 60, n_background: int = 80) -> tuple[str, dict]:
+def generate(seed: int = 0, n_train: int = 1000, n_eval: int = 60, n_background: int = 80) -> tuple[str, dict]:
     rng = random.Random(seed)
     sql = [_insert("meta", {"key": "today", "value": TODAY.isoformat()})]
     for c in range(1, 41):
