@@ -75,7 +75,7 @@ def make_task(rng: random.Random, task_id: str, kind: str, order_id: int, facts:
                                  {"name": "cancel_order", "arguments": {"order_id": order_id}}],
                 "outputs": [str(facts["total"])]}
     reason = "changed_mind" if kind == "refund_fee" else rng.choice(["damaged", "wrong_item", "changed_mind"])
-    task = {"id": task_id, "kind": kind, "instruction": f"Return item {item['item']} of order {order_id}, reason {reason}.",
+    task = {"id": task_id, "kind": kind, "instruction": f'Return item {item["item"]} of order {order_id}, reason="{reason}".',
             "gold_actions": [{"name": "get_order", "arguments": {"order_id": order_id}}], "outputs": ["denied"]}
     if kind in ("refund", "refund_fee"):
         task["gold_actions"].append({"name": "refund_item", "arguments": {"order_id": order_id, "item": item["item"], "reason": reason}})
@@ -125,9 +125,9 @@ def demonstrate(task: dict, order: dict, rng: random.Random, p_break: float, fmt
     if task["kind"] == "cancel":
         note, price = f"status={order['status']}", 0
     else:
-        words = task["instruction"].split()  # "Return item 2 of order 4821, reason damaged."
+        words = task["instruction"].split()  # 'Return item 2 of order 4821, reason="damaged".'
         item = next(it for it in order["items"] if it["item"] == int(words[2]))
-        price, reason = item["price"], words[-1].rstrip(".")
+        price, reason = item["price"], words[-1].split('"')[1]
         note = f"status={order['status']} days_since_delivery={order['days_since_delivery']} final_sale={item['final_sale']}"
     said = "denied" if task["outputs"] == ["denied"] else f"refunded {task['outputs'][0]}"
     if task["kind"] == "late" and rng.random() < p_break:
