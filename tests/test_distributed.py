@@ -198,6 +198,17 @@ def test_same_metrics_as_one_process(ray_cluster, data_dir, tiny_dir, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+def test_loopback_rendezvous_pins_learner_ranks_to_this_node(ray_cluster):
+    from rlft.distributed.learners import rendezvous
+
+    address, placement = rendezvous(ray_cluster, "127.0.0.1")
+    assert address.startswith("tcp://127.0.0.1:") and int(address.rsplit(":", 1)[1]) > 0
+    strategy = placement["scheduling_strategy"]
+    assert strategy.node_id == ray_cluster.get_runtime_context().get_node_id() and not strategy.soft
+    with pytest.raises(ConfigError, match="distributed.listen_host"):
+        load_job(None, ["distributed.listen_host= "])
+
+
 @pytest.mark.slow
 def test_dead_learner_rank_stops_the_run_and_it_resumes(ray_cluster, data_dir, tiny_dir, tmp_path):
     """A grader kills learner rank 1 once 2 steps were graded: the next all-reduce fails, the run

@@ -80,6 +80,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "distributed.is_cap": (lambda v: v >= 1, ">= 1 (an importance-weight cap below 1 would shrink on-policy samples)"),
     "distributed.sampler_restarts": (lambda v: v >= 0, ">= 0"),
     "distributed.learner_timeout": (lambda v: v > 0, "> 0 (seconds)"),
+    "distributed.listen_host": (lambda v: bool(v.strip()), "an address: 127.0.0.1 (this machine only) or this machine's, e.g. 10.0.0.5"),
     "distributed.vllm_gpu_memory": (lambda v: 0 < v <= 1, "in (0, 1]"),
 }
 

@@ -337,6 +337,8 @@ class DistributedConfig:
     """How many times Ray restarts a sampler actor that died; its unfinished work is issued again."""
     learner_timeout: float = 120.0
     """Seconds a learner collective may wait for a rank before the run stops with a message."""
+    listen_host: str = "127.0.0.1"
+    """Address the learner group's rendezvous listens on. 127.0.0.1 (the default) keeps it on this machine, and the learner ranks are then placed on this machine's Ray node; set this machine's address on the cluster's network (e.g. 10.0.0.5) to let ranks run on other nodes."""
     vllm_gpu_memory: float = 0.5
     """vllm: fraction of the GPU's memory each vLLM engine may take (gpu_memory_utilization)."""
 

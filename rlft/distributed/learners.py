@@ -72,10 +72,26 @@ def shard(batch: Batch, W: int) -> list[Batch]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def rendezvous(ray, host: str) -> tuple[str, dict]:
+    """The learner group's init_method address on ``host`` (distributed.listen_host), and the Ray
+    options that place the ranks: on this node when the address is loopback (a rank elsewhere
+    could not reach it), anywhere otherwise."""
+    address = f"tcp://[{host}]:{free_port(host)}" if ":" in host else f"tcp://{host}:{free_port(host)}"
+    if host not in LOOPBACK:
+        return address, {}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return address, {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=here, soft=False)}
 
 
 class LearnerGroup:
@@ -91,9 +107,9 @@ class LearnerGroup:
             return
         from rlft.distributed.workers import LearnerRank
 
-        address = f"tcp://127.0.0.1:{free_port()}"  # the rendezvous listens on loopback only
+        address, placement = rendezvous(ray, cfg.listen_host)
         gpus = 1 if run.device.type == "cuda" else 0
-        actor = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=0)(LearnerRank)
+        actor = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=0, **placement)(LearnerRank)
         resume = str(run.resume_from) if run.resume_from else None
         self.ranks = [actor.remote(run.job, run.model_path, r, self.W, address, resume) for r in range(1, self.W)]
         joined = [a.join.remote() for a in self.ranks]
