@@ -118,7 +118,7 @@ def test_wrong_refund_is_a_violation_with_diagnostics(world):
     item = int(task["instruction"].split()[2])
     reward, info = play(world, task, [
         f"call get_order(order_id={oid})",
-        f'call refund_item(order_id={oid}, item={item}, reason="damaged")',
+        f'call refund_item(order_id={oid}, item={item})',
         "refunded 10. denied",
     ])
     assert reward == 0.0 and info["violation"]
@@ -126,19 +126,21 @@ def test_wrong_refund_is_a_violation_with_diagnostics(world):
     # the same episode with partial credit: outputs stated (1 of 2 checks)
     env = WorldEnv(world, task, world.view("full"), COMPACT, partial_credit=True)
     env.initial_observation()
-    env.step(f'call refund_item(order_id={oid}, item={item}, reason="damaged")')
+    env.step(f'call refund_item(order_id={oid}, item={item})')
     result = env.step("denied")
     assert result.done and result.reward == 0.5
 
 
 def test_tool_mistakes_come_back_as_messages(world):
     task = task_of(world, "refund")
+    pending = task_of(world, "cancel")["gold_actions"][0]["arguments"]["order_id"]
     env = WorldEnv(world, task, world.view("full"), COMPACT)
     env.initial_observation()
     for reply, expected in [
         ("call get_order(order_id=1)", "error: LookupError: no order 1"),
         ("call get_order(12)", "error: get_order: pass arguments by name"),
-        ("call refund_item(order_id=1)", "error: refund_item needs item, reason"),
+        ("call refund_item(order_id=1)", "error: refund_item needs item"),
+        (f"call refund_item(order_id={pending}, item=1)", f"error: LookupError: no return request was filed for item 1 of order {pending}"),
         ("call drop_everything()", "error: no tool named 'drop_everything'"),
     ]:
         result = env.step(reply)

@@ -64,7 +64,11 @@ def make_order(rng: random.Random, order_id: int, n_items: int, customer_id: int
             "order_id": order_id, "carrier": rng.choice(["UPS", "FedEx", "USPS"]), "tracking": f"TRK{rng.randint(10**8, 10**9)}",
             "shipped_on": (placed + timedelta(days=1)).isoformat(),
             "delivered_on": delivered.isoformat() if status == "delivered" else None}))
-    return sql, {"item": items[asked - 1], "total": total}
+    facts = {"item": items[asked - 1], "total": total}
+    if kind != "cancel":  # the customer's return request, filed with its reason
+        facts["reason"] = "changed_mind" if kind == "refund_fee" else rng.choice(["damaged", "wrong_item", "changed_mind"])
+        sql.append(_insert("returns", {"order_id": order_id, "item": asked, "reason": facts["reason"]}))
+    return sql, facts
 
 
 def make_task(rng: random.Random, task_id: str, kind: str, order_id: int, facts: dict) -> dict:
@@ -74,11 +78,11 @@ def make_task(rng: random.Random, task_id: str, kind: str, order_id: int, facts:
                 "gold_actions": [{"name": "get_order", "arguments": {"order_id": order_id}},
                                  {"name": "cancel_order", "arguments": {"order_id": order_id}}],
                 "outputs": [str(facts["total"])]}
-    reason = "changed_mind" if kind == "refund_fee" else rng.choice(["damaged", "wrong_item", "changed_mind"])
-    task = {"id": task_id, "kind": kind, "instruction": f'Return item {item["item"]} of order {order_id}, reason="{reason}".',
+    reason = facts["reason"]
+    task = {"id": task_id, "kind": kind, "instruction": f"Return item {item['item']} of order {order_id}, reason {reason}.",
             "gold_actions": [{"name": "get_order", "arguments": {"order_id": order_id}}], "outputs": ["denied"]}
     if kind in ("refund", "refund_fee"):
-        task["gold_actions"].append({"name": "refund_item", "arguments": {"order_id": order_id, "item": item["item"], "reason": reason}})
+        task["gold_actions"].append({"name": "refund_item", "arguments": {"order_id": order_id, "item": item["item"]}})
         task["outputs"] = [str(item["price"] - RESTOCKING_FEE * (reason == "changed_mind"))]
     return task
 
@@ -125,13 +129,13 @@ def demonstrate(task: dict, order: dict, rng: random.Random, p_break: float, fmt
     if task["kind"] == "cancel":
         note, price = f"status={order['status']}", 0
     else:
-        words = task["instruction"].split()  # 'Return item 2 of order 4821, reason="damaged".'
+        words = task["instruction"].split()  # "Return item 2 of order 4821, reason damaged."
         item = next(it for it in order["items"] if it["item"] == int(words[2]))
-        price, reason = item["price"], words[-1].split('"')[1]
+        price, reason = item["price"], words[-1].rstrip(".")
         note = f"status={order['status']} days_since_delivery={order['days_since_delivery']} final_sale={item['final_sale']}"
     said = "denied" if task["outputs"] == ["denied"] else f"refunded {task['outputs'][0]}"
     if task["kind"] == "late" and rng.random() < p_break:
-        actions.append({"name": "refund_item", "arguments": {"order_id": order["order_id"], "item": item["item"], "reason": reason}})
+        actions.append({"name": "refund_item", "arguments": {"order_id": order["order_id"], "item": item["item"]}})
         said = f"refunded {price - RESTOCKING_FEE * (reason == 'changed_mind')}"
     replies = [fmt.render(ToolCall(a["name"], a["arguments"])) for a in actions] + [said]
     replies[1] = f"{note}\n{replies[1]}"

@@ -15,6 +15,11 @@ CREATE TABLE items (  -- an order's lines: item 1, 2, 3 of the order
     status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'returned')),
     PRIMARY KEY (order_id, item)
 );
+CREATE TABLE returns (  -- return requests customers filed, with their reason
+    order_id INTEGER NOT NULL, item INTEGER NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('damaged', 'wrong_item', 'changed_mind')),
+    PRIMARY KEY (order_id, item), FOREIGN KEY (order_id, item) REFERENCES items
+);
 CREATE TABLE shipments (
     order_id INTEGER PRIMARY KEY REFERENCES orders, carrier TEXT, tracking TEXT,
     shipped_on TEXT, delivered_on TEXT

@@ -1,10 +1,10 @@
 """Tools of the retail returns desk: functions over the episode's database (sandbox.Database).
 
-The tools keep the data consistent (an item must belong to its order and is returned once, only
-a pending order can be cancelled) and compute the amounts, as a store's systems do (a refund is
-the price less the restocking fee for changed_mind; a cancellation refunds the total). They do
-not enforce the refund policy: following policy.md is the agent's job, and the end state shows
-whether it did (a refund with the wrong reason refunds the wrong amount).
+The tools keep the data consistent (an item must belong to its order, have a return request
+filed and be returned once; only a pending order can be cancelled) and compute the amounts, as a
+store's systems do (a refund is the price, less the restocking fee when the filed request says
+changed_mind; a cancellation refunds the total). They do not enforce the refund policy:
+following policy.md is the agent's job, and the end state shows whether it did.
 """
 
 from __future__ import annotations
@@ -57,21 +57,26 @@ def get_customer(db: Database, customer_id: int) -> dict:
 
 
 @write
-def refund_item(db: Database, order_id: int, item: int, reason: Literal["damaged", "wrong_item", "changed_mind"]) -> str:
-    """Refund one returned item and mark it returned. The amount is the item's price, less the
-    restocking fee of 5 when the reason is changed_mind (as a store's refund system computes it).
+def refund_item(db: Database, order_id: int, item: int) -> str:
+    """Refund a returned item the customer filed a return request for, and mark it returned. The
+    amount is the item's price, less the restocking fee of 5 when the request's reason is
+    changed_mind (as a store's refund system computes it).
 
     Args:
         order_id: the order number
         item: the item's number within the order (1, 2, ...)
-        reason: why the customer returns it
     """
-    rows = db.query("SELECT price, status FROM items WHERE order_id = ? AND item = ?", order_id, item)
+    rows = db.query(
+        "SELECT i.price, i.status, r.reason FROM items i LEFT JOIN returns r ON r.order_id = i.order_id AND r.item = i.item "
+        "WHERE i.order_id = ? AND i.item = ?", order_id, item)
     if not rows:
         raise LookupError(f"order {order_id} has no item {item}")
-    if rows[0]["status"] == "returned":
+    price, status, reason = rows[0]["price"], rows[0]["status"], rows[0]["reason"]
+    if reason is None:
+        raise LookupError(f"no return request was filed for item {item} of order {order_id}")
+    if status == "returned":
         raise ValueError(f"item {item} of order {order_id} was already returned")
-    amount = rows[0]["price"] - RESTOCKING_FEE * (reason == "changed_mind")
+    amount = price - RESTOCKING_FEE * (reason == "changed_mind")
     db.execute("UPDATE items SET status = 'returned' WHERE order_id = ? AND item = ?", order_id, item)
     db.execute("INSERT INTO refunds (order_id, item, amount, reason) VALUES (?, ?, ?, ?)", order_id, item, amount, reason)
     return f"refunded {amount} for item {item}"
