@@ -221,4 +221,4 @@ def test_templates_that_take_tools_get_hermes_calls(tiny):
     t = groups[0].trajectories_G[0]
     assert t.reward == 1.0 and t.stop_reason == "env_done"
     assert tok.decode(t.tokens_T).startswith("<|im_start|>system\nTools: add <|im_end|>")
-    assert "[tool] 5" in t.text
+    assert "[tool] 5" in t.text and t.text.endswith("[assistant] 5")  # the last reply is in the transcript too

@@ -135,6 +135,7 @@ def _step(ep: _Episode, c: Completion, renderer: ChatRenderer, limits: Limits, p
     """Record one sampled reply, let the env answer, decide whether the episode goes on."""
     ep.add(c.tokens, True, c.logp)
     ep.turns += 1
+    before, ep.history = ep.history, [*ep.history, {"role": "assistant", "content": c.text}]  # the transcript keeps every reply
     if c.stop_reason == "length":  # the reply ran out of tokens: there is no complete action
         ep.stop = "length"
         return
@@ -152,8 +153,8 @@ def _step(ep: _Episode, c: Completion, renderer: ChatRenderer, limits: Limits, p
     if ep.turns >= limits.max_turns:
         ep.stop = "max_turns"
         return
-    between = renderer.between(ep.history, c.text, result.messages, ep.env.tools, c.stop_reason == "eos")
-    ep.history = [*ep.history, {"role": "assistant", "content": c.text}, *result.messages]
+    between = renderer.between(before, c.text, result.messages, ep.env.tools, c.stop_reason == "eos")
+    ep.history = [*ep.history, *result.messages]
     ep.add(between, False)
     if len(ep.tokens_T) + params.max_new_tokens > limits.max_length:
         ep.stop = "length"
