@@ -57,12 +57,12 @@ class Settings:
     sft_batch: int = 16
     sft_copy: int = 8  # copy strings mixed into each SFT batch: copying stays cheaper than memorising ids
     sft_lr: float = 1e-3
-    rl_steps: int = 80
+    rl_steps: int = 200
     prompts_per_step: int = 8
     group_size: int = 8
     rl_lr: float = 1e-4
     rl_temperature: float = 0.7
-    eval_every: int = 10
+    eval_every: int = 20
     eval_size: int = 0  # 0 = every held-out task
     vocab: int = 1000
 

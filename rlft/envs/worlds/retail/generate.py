@@ -1,12 +1,13 @@
 """Writes this world's seed.sql and tasks/{train,eval}.jsonl from a seed (the committed files
 come from ``python -m rlft.envs.worlds.retail.generate``, seed 0).
 
-Every task gets its own order, built to need one decision of the policy (policy.md):
+Every task gets its own order, built to need one decision of the policy (policy.md); a return
+task's request is also filed in ``returns`` with its reason:
 
 | kind            | order                                  | right outcome                   |
 | --------------- | -------------------------------------- | ------------------------------- |
-| refund          | delivered <= 30 days ago, not final    | refund_item price (damaged, wrong_item) |
-| refund_fee      | same, reason changed_mind              | refund_item price - 5           |
+| refund          | delivered <= 30 days ago, not final    | refund_item: the price, - 5 for changed_mind |
+| refund_fee      | same, reason changed_mind              | refund_item: the price - 5      |
 | late            | delivered 31-90 days ago               | deny                            |
 | final_sale      | delivered recently, item final_sale=1  | deny                            |
 | in_transit      | shipped, not delivered                 | deny                            |
