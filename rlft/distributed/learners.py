@@ -85,7 +85,7 @@ def rendezvous(ray, host: str) -> tuple[str, dict]:
     """The learner group's init_method address on ``host`` (distributed.listen_host), and the Ray
     options that place the ranks: on this node when the address is loopback (a rank elsewhere
     could not reach it), anywhere otherwise."""
-    address = f"tcp://[{host}]:{free_port(host)}" if ":" in host else f"tcp://{host}:{free_port(host)}"
+    address = f"tcp://{f'[{host}]' if ':' in host else host}:{free_port(host)}"  # IPv6 literals in brackets
     if host not in LOOPBACK:
         return address, {}
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

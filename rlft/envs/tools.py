@@ -21,9 +21,10 @@
       status=delivered days_since_delivery=12
       call refund_item(order_id=1042, item=3, reason="damaged")
 
-  A reply without such a line is a plain message to the user. The tools are listed in the system message in
-  the same syntax (``get_order(order_id: int) - Look up an order``). It is short and regular,
-  which is what a 1M-parameter model can learn: one keyword, one name, ``key=value`` pairs.
+  A reply without such a line is a plain message to the user. The tools are listed in the
+  system message in the same syntax (``get_order(order_id: int) - Look up an order``). It is
+  short and regular, which is what a 1M-parameter model can learn: one keyword, one name,
+  ``key=value`` pairs.
 - ``hermes`` (chosen automatically when the chat template takes ``tools``, as Qwen2.5's does):
   ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, with the schemas handed to
   ``tokenizer.apply_chat_template(..., tools=...)`` so the model sees them as it was trained to.

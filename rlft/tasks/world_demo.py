@@ -5,13 +5,13 @@
    pretrained LM can copy an order id from the request into a call; a freshly initialised 1M
    model cannot, and does not learn to from demonstrations alone (it wrote one memorised id for
    every task). Repeated strings make it copy ids (digit accuracy 0.11 -> 0.72); they do not make
-   it a general copier (it still miscopies the reason: docs/worlds.md).
+   it a general copier (it still miscopies order totals: docs/worlds.md).
 3. The demonstrator (rlft.envs.worlds.retail.generate.demonstrate) plays every training task,
    through each view in ``--views``, noting the fields its decision rests on before deciding; it
-   follows the policy except that it refunds late returns anyway with probability ``p_break``. Its transcripts become trajectories with only its own
-   replies trained (sampled_mask 1). The opening is the request alone (``world.instructions =
-   false``): the policy and the tool list are 230 tokens the tiny model cannot read anyway,
-   and leaving them out halves every episode.
+   follows the policy except that it refunds late returns anyway with probability ``p_break``.
+   Its transcripts become trajectories with only its own replies trained (sampled_mask 1). The
+   opening is the request alone (``world.instructions = false``): the policy and the tool list
+   are 230 tokens the tiny model cannot read anyway, and leaving them out halves every episode.
 4. SFT on them (one model for every view); held-out evaluation (greedy) through each view.
 5. For each view: RL (GRPO, ``rlft train`` on the [world] job ``rl-VIEW.toml`` written next to
    the results) from the SFT model, held-out evaluation every ``eval_every`` steps.
