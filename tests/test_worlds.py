@@ -10,7 +10,8 @@ import pytest
 
 from rlft.envs.tools import TOOL_FORMATS
 from rlft.envs.worlds import sandbox
-from rlft.envs.worlds.check import check, gold_replies, play
+from rlft.envs.tools import ToolCall
+from rlft.envs.worlds.check import check, gold_replies, play, probes, wrong_row
 from rlft.envs.worlds.env import WorldEnv
 from rlft.envs.worlds.world import WorldError, load_world
 
@@ -129,6 +130,39 @@ def test_wrong_refund_is_a_violation_with_diagnostics(world):
     env.step(f'call refund_item(order_id={oid}, item={item})')
     result = env.step("denied")
     assert result.done and result.reward == 0.5
+
+
+@pytest.mark.parametrize("kind", ["refund", "cancel"])
+def test_a_write_task_is_passed_only_by_the_right_write(world, kind):
+    """The end state is compared on every table the gold actions wrote, so saying what should have
+    been done (with or without the reads) scores 0; so does the write on another row."""
+    writes = lambda t: [i for i, a in enumerate(t["gold_actions"]) if world.tools[a["name"]].kind == "write"]  # noqa: E731
+    task = next(t for t in world.tasks["train"] if t["kind"] == kind and wrong_row(world, t["gold_actions"], writes(t)))
+    calls = [COMPACT.render(ToolCall(a["name"], a["arguments"])) for a in task["gold_actions"]]
+    reads = [c for c, a in zip(calls, task["gold_actions"]) if world.tools[a["name"]].kind == "read"]
+    outputs = " ".join(task["outputs"])
+    assert task["outputs"] and len(reads) < len(calls)
+    for replies in ([outputs], [*reads, outputs]):  # stated only; reads then stated
+        reward, info = play(world, task, replies)
+        assert reward == 0.0 and not info["violation"] and info["diff"], replies
+    wrong = wrong_row(world, task["gold_actions"], writes(task))
+    assert wrong != task["gold_actions"]
+    reward, info = play(world, task, [COMPACT.render(ToolCall(a["name"], a["arguments"])) for a in wrong] + [outputs])
+    assert reward == 0.0 and info["violation"]
+    assert play(world, task, [*calls, outputs])[0] == 1.0
+
+
+def test_world_check_probes_catch_a_scorer_that_ignores_the_gold_writes(world, monkeypatch):
+    """The hole this closed: comparing only the tables the agent wrote. With it put back, the
+    probes report the write tasks as passed by stating their outputs or reading only."""
+    import dataclasses
+
+    from rlft.envs.worlds import scoring
+
+    small = dataclasses.replace(world, tasks={"eval": world.tasks["eval"][:12]}, gold={})
+    monkeypatch.setattr(scoring, "gold_written", lambda w, t: {})
+    problems = {p["problem"] for p in check(small)["problems"]}
+    assert {"reward hack 'stated' scores", "reward hack 'reads only' scores"} <= problems
 
 
 def test_tool_mistakes_come_back_as_messages(world):

@@ -1,9 +1,13 @@
 """``rlft world check WORLD``: every task is solvable and none is passed by doing nothing.
 
-For each task of each split, two scripted agents play it through the real environment (tools,
+For each task of each split, scripted agents play it through the real environment (tools,
 sandbox, view, scoring): the *gold* agent sends the task's gold actions as tool calls and then
 states the required outputs, and must score 1; the *idle* agent only says "ok" to every turn,
-and must score 0. A task that fails either check is listed with its diagnostics.
+and must score 0. For a task whose gold actions write, three reward-hacking probes must score 0
+too: *stated* (the required outputs said, no tool called), *reads only* (the gold read calls,
+then the outputs) and *wrong row* (the gold actions with one write's integer argument pointed at
+another row that exists, then the outputs). A task that fails a check is listed with its
+diagnostics.
 """
 
 from __future__ import annotations
@@ -14,12 +18,45 @@ import sys
 
 from rlft.envs.tools import TOOL_FORMATS, ToolCall
 from rlft.envs.worlds.env import WorldEnv
+from rlft.envs.worlds.scoring import replay
 from rlft.envs.worlds.world import World, WorldError, load_world
 
 
 def gold_replies(task: dict, fmt) -> list[str]:
     calls = [fmt.render(ToolCall(a["name"], a.get("arguments", {}))) for a in task.get("gold_actions", [])]
     return calls + [" ".join(task.get("outputs", [])) or "done"] * (1 + len(task.get("user_turns", [])))
+
+
+def probes(world: World, task: dict, fmt) -> dict[str, list[str]]:
+    """The reward-hacking agents for a task whose gold actions write (none for a read-only task:
+    there, stating the outcome without looking is what ``require_reads`` refuses)."""
+    gold = task.get("gold_actions", [])
+    writes = [i for i, a in enumerate(gold) if world.tools[a["name"]].kind == "write"]
+    if not writes:
+        return {}
+    said = gold_replies({**task, "gold_actions": []}, fmt)
+    reads = [a for a in gold if world.tools[a["name"]].kind == "read"]
+    out = {"stated": said, "reads only": gold_replies({**task, "gold_actions": reads}, fmt)}
+    if wrong := wrong_row(world, gold, writes):
+        out["wrong row"] = gold_replies({**task, "gold_actions": wrong}, fmt)
+    return out
+
+
+def wrong_row(world: World, gold: list[dict], writes: list[int]) -> list[dict] | None:
+    """The gold actions with the first write whose integer argument can point at another existing
+    row (the call succeeds) changed so; None when no write has such an argument."""
+    for i in writes:
+        for key, value in gold[i].get("arguments", {}).items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                continue
+            for other in sorted({1, 2, 3, *range(value - 20, value + 21)} - {value}, key=lambda o: abs(o - value)):
+                actions = [*gold[:i], {**gold[i], "arguments": {**gold[i]["arguments"], key: other}}, *gold[i + 1:]]
+                try:
+                    replay(world, actions).close()
+                except WorldError:
+                    continue
+                return actions
+    return None
 
 
 def play(world: World, task: dict, replies: list[str], view: str = "full", fmt=TOOL_FORMATS["compact"]) -> tuple[float, dict]:
@@ -48,6 +85,11 @@ def check(world: World) -> dict:
                 report["problems"].append({"task": task["id"], "problem": "gold actions score", "reward": gold, **info})
             if idle != 0.0:
                 report["problems"].append({"task": task["id"], "problem": "doing nothing scores", "reward": idle})
+            for name, replies in probes(world, task, TOOL_FORMATS["compact"]).items():
+                reward, info = play(world, task, replies)
+                if reward != 0.0:
+                    report["problems"].append({"task": task["id"], "problem": f"reward hack '{name}' scores",
+                                               "reward": reward, **info})
     report["ok"] = not report["problems"]
     return report
 
@@ -65,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in report["problems"][:20]:
         print(json.dumps(p, default=str), file=sys.stderr)
     print(f"{report['world']}: {n} tasks ({', '.join(f'{k} {v}' for k, v in report['splits'].items())}); "
-          + ("every task solvable by its gold actions (reward 1) and failed by doing nothing (reward 0)"
+          + ("every task solvable by its gold actions (reward 1) and failed by doing nothing, by stating the"
+             " outputs, by reads only and by writing the wrong row (reward 0)"
              if report["ok"] else f"{len(report['problems'])} problems"))
     return 0 if report["ok"] else 1

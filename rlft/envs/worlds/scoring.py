@@ -43,14 +43,20 @@ def replay(world: World, actions: list[dict]) -> Database:
     return db
 
 
-def gold_state(world: World, task: dict, names: set[str]) -> dict[str, list[tuple]]:
-    """The rows of tables ``names`` after the task's gold actions. The tables the gold actions
-    write are replayed once per task and kept on the world; the others are the pristine ones."""
+def gold_written(world: World, task: dict) -> dict[str, list[tuple]]:
+    """The rows of every table the task's gold actions write, after they ran; replayed once per
+    task and kept on the world."""
     if task["id"] not in world.gold:
         db = replay(world, task["gold_actions"])
         world.gold[task["id"]] = db.tables(set(db.touched))
         db.close()
-    written = world.gold[task["id"]]
+    return world.gold[task["id"]]
+
+
+def gold_state(world: World, task: dict, names: set[str]) -> dict[str, list[tuple]]:
+    """The rows of tables ``names`` after the task's gold actions: the written ones from
+    ``gold_written``, the others as they are in a fresh database."""
+    written = gold_written(world, task)
     if names <= set(written):
         return {n: written[n] for n in names}
     fresh = world.open()
@@ -90,7 +96,9 @@ def score(world: World, task: dict, db: Database, said: list[str], wrote: bool, 
             info["missing_reads"] = missing
         checks["reads"] = not missing
     if "gold_actions" in task:
-        names = set(db.touched) | set(gold_state(world, task, set()))  # others are pristine in both
+        # Every table the agent wrote and every table the gold actions wrote; the others are
+        # pristine in both. (Comparing only the agent's tables passed a write task by doing nothing.)
+        names = set(db.touched) | set(gold_written(world, task))
         diff = diff_tables(db.tables(names), gold_state(world, task, names))
         checks["state"] = not diff
         if diff:
