@@ -175,6 +175,20 @@ def test_out_of_range(tmp_path):
     assert "lora.rnak: unknown key; did you mean 'rank'?" in msg
 
 
+def test_non_finite_numbers_refused(tmp_path):
+    """TOML has inf and nan; lr = inf used to pass and end in a sampler traceback."""
+    assert "job.toml:2: [optim] lr = inf: must be a finite number, got inf" in message(tmp_path, "[optim]\nlr = inf\n")
+    assert "temperature = nan: must be a finite number" in message(tmp_path, "[sampling]\ntemperature = nan\n")
+    with pytest.raises(ConfigError, match="kl_coef=-inf: must be a finite number"):
+        load_job(None, ["algorithm.kl_coef=-inf"])
+
+
+def test_group_of_one_with_a_group_baseline_refused(tmp_path):
+    msg = message(tmp_path, "[algorithm]\nname = \"rloo\"\ngroup_size = 1\n")
+    assert "job.toml:3: [algorithm] group_size = 1: 'rloo' compares each attempt" in msg and "group_size >= 2" in msg
+    assert load_job(None, ["algorithm.name=reinforce", "algorithm.group_size=1"]).algorithm.group_size == 1
+
+
 def test_all_problems_reported_at_once(tmp_path):
     msg = message(tmp_path, "[sampling]\ntemperature = -1\ntop_k = -2\n")
     assert "temperature" in msg and "top_k" in msg and len(msg.splitlines()) == 2

@@ -153,3 +153,6 @@ ADVANTAGES = {
     "reinforce_pp_baseline": reinforce_pp_baseline,
     "expert_iteration": expert_iteration,
 }
+
+# The advantages whose baseline is the group's own other samples: a group of one carries no signal.
+GROUP_BASELINE = {"grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"}

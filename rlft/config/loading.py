@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import tomllib
 import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rlft.algos.advantages import GROUP_BASELINE
 from rlft.config.sections import (
     ConfigError,
     LoraConfig,
@@ -303,6 +305,8 @@ def _coerce(hint: Any, value: Any) -> Any:
     if hint == list[float]:
         if not isinstance(value, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
             raise _Bad(f"expected a list of numbers like [0, 1], got {value!r}")
+        if not all(math.isfinite(x) for x in value):
+            raise _Bad(f"must be finite numbers, got {value!r}")
         return [float(x) for x in value]
     if hint == list[dict[str, Any]]:
         if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
@@ -313,6 +317,8 @@ def _coerce(hint: Any, value: Any) -> Any:
         return float(value)  # an int is accepted where a float is expected
     if not ok:
         raise _Bad(f"expected {_TYPE_WORDS[hint]}, got {type(value).__name__} {value!r}")
+    if hint is float and not math.isfinite(value):  # TOML has inf and nan; no field means them
+        raise _Bad(f"must be a finite number, got {value!r}")
     return value
 
 
@@ -345,6 +351,11 @@ def _cross_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list[st
         from rlft.data.gym import overlap_errors
 
         out += overlap_errors(s["data"].train, s["data"].eval)
+    a = s["algorithm"]
+    if a.group_size == 1 and a.name in GROUP_BASELINE:
+        at = src.get(("algorithm", "group_size"), "[algorithm] group_size = 1")
+        out.append(f"{at}: {a.name!r} compares each attempt with the others of its group, so a group of 1 trains "
+                   f"nothing; fix: group_size >= 2, or name = \"reinforce\" (a batch baseline)")
     where = src.get(("grader", "type"), "[grader] type")
     if g.type == "regex":
         try:
