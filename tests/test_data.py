@@ -190,3 +190,37 @@ def test_text_fields_must_be_non_empty_strings(tmp_path):
         f"{p}:3: 'completion' is empty",
         f"{p}:4: missing required field 'completion'; fields present: 'prompt'",
     ]
+
+
+def test_invalid_utf8_named_by_line_also_when_skipping(tmp_path, capsys):
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(b'{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n{"prompt": "fine"}\n')
+    assert errors_of(source=str(p)) == [
+        f"{p}:2: not valid UTF-8 (byte 0xe9 at column 16); fix: re-save the file as UTF-8"]
+    assert [it["_line"] for it in load_items(str(p), prompt_field="prompt", skip_invalid=True)] == [1, 3]
+    assert f"{p}:2: not valid UTF-8" in capsys.readouterr().err
+    c = tmp_path / "bad.csv"
+    c.write_bytes(b"prompt,answer\nx,1\ncaf\xe9,2\n")
+    assert errors_of(source=str(c)) == [f"{c}:3: not valid UTF-8 (byte 0xe9 at column 4); fix: re-save the file as UTF-8"]
+
+
+def test_byte_order_mark_accepted(tmp_path):
+    j, c = tmp_path / "bom.jsonl", tmp_path / "bom.csv"
+    j.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "answer": "1"}\n')
+    c.write_bytes(b"\xef\xbb\xbfprompt,answer\na,1\n")
+    for p in (j, c):
+        assert [(it["prompt"], it["answer"]) for it in load_items(str(p), required=["answer"], prompt_field="prompt")] == [("a", "1")]
+
+
+def test_huge_line_refused_in_bounded_time(tmp_path, monkeypatch):
+    """A 50 MB prompt line took minutes and 19 GiB before; now it is refused while reading."""
+    from rlft.data import loading
+
+    monkeypatch.setattr(loading, "MAX_LINE_CHARS", 1000)
+    p = tmp_path / "big.jsonl"
+    p.write_text(json.dumps({"prompt": "x" * 5000}) + "\n" + json.dumps({"prompt": "ok"}) + "\n")
+    assert errors_of(source=str(p)) == [f"{p}:1: line longer than 1,000 characters; fix: shorten it (rlft.data.loading.MAX_LINE_CHARS)"]
+    c = tmp_path / "big.csv"
+    c.write_text("prompt\n" + "y" * 5000 + "\nok\n")
+    (msg,) = errors_of(source=str(c))
+    assert msg.startswith(f"{c}:2: bad CSV: field larger than field limit (1000)")

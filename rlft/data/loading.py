@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -117,10 +118,39 @@ def _open(source: str, base_dir: str | Path | None, role: str = "train") -> tupl
     return source, _read_hub(source, path)
 
 
+MAX_LINE_CHARS = 8 << 20  # a row longer than this is refused before it is parsed or tokenised
+
+
+def _bad_utf8(text: str) -> str | None:
+    """The problem when ``text`` (decoded with surrogateescape) held bytes that are not UTF-8."""
+    m = re.search("[\udc80-\udcff]", text)
+    if m is None:
+        return None
+    byte = ord(m.group()) - 0xDC00
+    return f"not valid UTF-8 (byte 0x{byte:02x} at column {m.start() + 1}); fix: re-save the file as UTF-8"
+
+
+def _open_text(path: Path):
+    # utf-8-sig: a byte-order mark (Excel, Notepad) is not part of the first line or header;
+    # surrogateescape: a bad byte is reported at its line instead of a traceback with a file offset.
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for i, text in enumerate(f, 1):
+    with _open_text(path) as f:
+        i = 0
+        while text := f.readline(MAX_LINE_CHARS + 1):
+            i += 1
+            if len(text) > MAX_LINE_CHARS and not text.endswith("\n"):
+                while (rest := f.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                    pass  # skip the rest of the line in bounded memory
+                yield str(i), i, (f"line longer than {MAX_LINE_CHARS:,} characters; fix: shorten it "
+                                  f"(rlft.data.loading.MAX_LINE_CHARS)")
+                continue
             if not text.strip():
+                continue
+            if problem := _bad_utf8(text):
+                yield str(i), i, problem
                 continue
             try:
                 row = json.loads(text.rstrip())  # so a truncated line reports its own column
@@ -136,17 +166,34 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
 
 
 def _read_csv(path: Path) -> Iterator[tuple[str, int, Any]]:
-    with open(path, encoding="utf-8", newline="") as f:
+    csv.field_size_limit(MAX_LINE_CHARS)
+    with _open_text(path) as f:
         reader = csv.DictReader(f)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except csv.Error as e:
+            yield "1", 1, f"bad CSV header: {e}"
+            return
+        if problem := _bad_utf8(",".join(header)):
+            yield "1", 1, problem
+            return
         start = reader.line_num + 1
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # a field over the size limit; the reader cannot go on after it
+                yield str(start), start, f"bad CSV: {e}; fix: shorten the field (at most {MAX_LINE_CHARS:,} characters)"
+                return
             i, start = start, reader.line_num + 1  # a quoted field may span lines: report where it starts
             if None in row:
                 yield str(i), i, f"{len(header) + len(row[None])} values but the header has {len(header)} columns"
             elif any(v is None for v in row.values()):
                 n = sum(v is not None for v in row.values())
                 yield str(i), i, f"{n} values but the header has {len(header)} columns"
+            elif problem := _bad_utf8("".join(row.values())):
+                yield str(i), i, problem
             else:
                 yield str(i), i, row
 
