@@ -271,3 +271,44 @@ def test_code_grader():
         grader(Sample(output_text=text), {"prompt": "p"})
     with pytest.raises(ValueError, match="valid: last_code_block, output"):
         code_grader(extract="first")
+
+
+# --- cleanup whatever the program left ----------------------------------------------------------
+
+
+def test_cleanup_survives_deep_trees_locked_folders_and_links(tmp_path):
+    """The red team's three: 1,000 nested folders (shutil.rmtree hit RecursionError), a folder
+    chmod 000 with a file in it (TypeError), a link to a host folder (its mode was changed)."""
+    base, host = tmp_path / "base", tmp_path / "host"
+    host.mkdir(mode=0o755)
+    (host / "keep.txt").write_text("mine")
+    os.chmod(host, 0o755)
+    deep = base / "work"
+    deep.mkdir(parents=True)
+    d = os.open(deep, os.O_RDONLY)
+    for _ in range(1000):  # relative to a folder fd: the path itself would pass PATH_MAX
+        os.mkdir("d", dir_fd=d)
+        nd = os.open("d", os.O_RDONLY, dir_fd=d)
+        os.close(d)
+        d = nd
+    os.symlink(host, "host-link", dir_fd=d)
+    os.close(d)
+    locked = base / "work" / "locked"
+    locked.mkdir()
+    (locked / "f").write_text("x")
+    os.symlink(host, base / "work" / "link")
+    os.symlink(host / "keep.txt", locked / "file-link")
+    os.chmod(locked, 0)
+    sandbox._remove(base)
+    assert not base.exists()
+    assert (host / "keep.txt").read_text() == "mine" and (host.stat().st_mode & 0o777) == 0o755
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_program_that_leaves_a_deep_locked_tree_is_cleaned_up(backend, monkeypatch, tmp_path):
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
+    prog = ("import os\nfor i in range(1000):\n    os.mkdir('d'); os.chdir('d')\n"
+            "os.mkdir('x'); os.chmod('x', 0)\nos.symlink('/tmp', 'l')\nprint('done')")
+    r = run(["python", "-c", prog], limits=TIGHT, backend=backend)
+    assert r.stdout.strip() == "done", r
+    assert list(tmp_path.iterdir()) == []

@@ -38,10 +38,12 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -217,7 +219,8 @@ def _rlimits(lim: SandboxLimits) -> dict[str, tuple[int, int]]:
     cpu = max(1, math.ceil(lim.cpu_s))
     mem = lim.memory_mb * 2**20
     return {"cpu": (cpu, cpu + 1), "as": (mem, mem), "nproc": (lim.processes + 2, lim.processes + 2),
-            "fsize": (lim.file_bytes, lim.file_bytes), "core": (0, 0)}
+            "fsize": (lim.file_bytes, lim.file_bytes), "core": (0, 0),
+            "nofile": (256, 256)}  # open files; with fsize it bounds memfd / tmpfs files too
 
 
 def _write_files(work: Path, files: dict[str, str], uid: int | None) -> None:
@@ -235,13 +238,54 @@ def _write_files(work: Path, files: dict[str, str], uid: int | None) -> None:
 
 
 def _remove(base: Path) -> None:
-    def fix(func, path, exc):  # the program may have chmod'ed its folders 000
-        os.chmod(os.path.dirname(path), 0o700)
-        if os.path.isdir(path):
-            os.chmod(path, 0o700)
-        func(path)
+    """Delete the sandbox folder whatever the program left in it, and never raise for it.
 
-    shutil.rmtree(base, onerror=fix)
+    Not recursive (a thousand nested folders overflowed shutil.rmtree): every sub-folder is moved
+    up into ``base`` under a fresh name and emptied there, so at most two folders are open at once
+    and no path grows long. Never through a symlink: entries are looked at with lstat, folders
+    opened with O_NOFOLLOW, links unlinked as links. A folder the program made unreadable
+    (chmod 000) is given back 0700 first; it is known to be a real folder by then, and the
+    program's processes are gone, so nothing can swap it for a link in between."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    left: list[str] = []
+    try:
+        os.chmod(base, 0o700)
+        base_fd = os.open(base, flags)
+    except OSError as e:
+        print(f"rlft sandbox: could not clean up {base}: {e}", file=sys.stderr)
+        return
+    try:
+        queue = os.listdir(base_fd)
+        while queue:
+            name = queue.pop()
+            try:
+                if not stat.S_ISDIR(os.lstat(name, dir_fd=base_fd).st_mode):
+                    os.unlink(name, dir_fd=base_fd)
+                    continue
+                os.chmod(name, 0o700, dir_fd=base_fd)
+                fd = os.open(name, flags, dir_fd=base_fd)
+                try:
+                    for child in os.listdir(fd):
+                        if stat.S_ISDIR(os.lstat(child, dir_fd=fd).st_mode):
+                            os.chmod(child, 0o700, dir_fd=fd)  # moving a folder writes its ".."
+                            moved = f".rm-{uuid.uuid4().hex}"
+                            os.rename(child, moved, src_dir_fd=fd, dst_dir_fd=base_fd)
+                            queue.append(moved)
+                        else:
+                            os.unlink(child, dir_fd=fd)
+                finally:
+                    os.close(fd)
+                os.rmdir(name, dir_fd=base_fd)
+            except OSError as e:
+                left.append(f"{name}: {e}")
+    finally:
+        os.close(base_fd)
+    try:
+        os.rmdir(base)
+    except OSError as e:
+        left.append(str(e))
+    if left:
+        print(f"rlft sandbox: left in {base}: {'; '.join(left[:3])}", file=sys.stderr)
 
 
 def run(argv: list[str], *, files: dict[str, str] | None = None, stdin: str = "",
