@@ -12,11 +12,21 @@ reads only that pipe and only lines with the token. So:
   outcome leaves no record: no score (python grader: SandboxError; code tests: those tests fail);
 - a test passes only when the harness saw it return; each test is recorded as it finishes.
 
-What this does not stop: code running *in the harness's process* that digs the token out of the
-interpreter's memory (``gc``, frame objects) and writes records itself. No in-process scheme can
-(CPython has no isolation inside a process). It takes deliberate introspection of rlft's harness,
-not a print or an exit; if your model learns that, graders cannot be in-process. Likewise a test
-``assert f(x) == y`` passes for an object whose ``__eq__`` always returns True.
+For code tests (``run_code_tests``) also: the tests reach the harness over stdin, read before the
+model's code runs, so no file in the sandbox holds them (reading ``tests.py`` for the answer key
+found nothing to read); only the process that started records, so a forked copy of the solution
+cannot add its passes to the parent's; a test recorded as failed is failed, whatever else was
+recorded; and ``assert x == y`` is rewritten to compare types first (int and float mix), so an
+object whose ``__eq__`` always returns True fails.
+
+What this does not stop: code running *in the harness's process* that digs the token or the
+compiled tests out of the interpreter's memory (``gc``, frame objects) and writes records itself
+or reads the expected values. No in-process scheme can (CPython has no isolation inside a
+process). It takes deliberate introspection of rlft's harness, not a print, a fork or an exit.
+Nor: patching a module the tests import (tests and solution share ``sys.modules``), a container of rigged objects (``[A()] == [3]`` compares elements with their own
+``__eq__``), an object whose ``__bool__`` lies in ``assert f(x)``, or a solution that
+special-cases the test inputs it was shown in the prompt; ``rlft check-grader`` runs the attacks
+of ``rewards/sandbox_check.py`` to probe a grader for these.
 
 Failure semantics (DESIGN.md §4): ``run_python_grader`` raises ``SandboxError`` for anything but a
 finite number returned by ``grade`` — the attempt is *errored*. ``run_code_tests`` scores model
@@ -64,17 +74,28 @@ def main(write=os.write, exit=os._exit, isfinite=math.isfinite, Real=numbers.Rea
 main()
 """
 
-# Harness for run_code_tests. stdin: token line, then JSON {mode}; solution.py and tests.py in cwd.
+# Harness for run_code_tests. stdin: token line, then JSON {mode, tests}; solution.py in cwd.
 # Everything the harness needs is compiled and bound before the model's code runs, and the tests
 # run with the builtins as they were then, so patching compile/exec/builtins cannot skip a test.
+# The tests come over stdin, read before the model's code runs: no file holds them. Records are
+# written only by the process that started (a forked copy of the solution cannot add passes), and
+# `assert x == y` compares with a type check first (an object whose __eq__ is always true fails).
 _TESTS_HARNESS = r"""
 import ast, builtins, json, os, sys, traceback
-def main(write=os.write, exit=os._exit, run=exec, print_exc=traceback.print_exc):
+class Strict(ast.NodeTransformer):
+    def visit_Assert(self, node):
+        self.generic_visit(node)
+        t = node.test
+        if isinstance(t, ast.Compare) and len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq):
+            node.test = ast.Call(ast.Name("__rlft_eq", ast.Load()), [t.left, t.comparators[0]], [])
+        return node
+def main(write=os.write, exit=os._exit, run=exec, print_exc=traceback.print_exc, getpid=os.getpid):
     fd = int(os.environ.pop("RLFT_CHANNEL_FD"))
     token = sys.stdin.readline().strip()
-    mode = json.loads(sys.stdin.read())["mode"]
+    payload = json.loads(sys.stdin.read())
+    mode, tree = payload.pop("mode"), ast.parse(payload.pop("tests"), "tests.py")
     pristine = dict(vars(builtins))
-    tree = ast.parse(open("tests.py").read(), "tests.py")
+    tree = ast.fix_missing_locations(Strict().visit(tree))
     if mode == "functions":
         names = [s.name for s in tree.body if isinstance(s, ast.FunctionDef) and s.name.startswith("test")]
         steps = [(None, compile(tree, "tests.py", "exec"))]
@@ -84,8 +105,15 @@ def main(write=os.write, exit=os._exit, run=exec, print_exc=traceback.print_exc)
         for s in tree.body:
             steps.append((i if isinstance(s, ast.Assert) else None, compile(ast.Module([s], []), "tests.py", "exec")))
             i += isinstance(s, ast.Assert)
+    del tree
     source = open("solution.py").read()
-    emit = lambda text: write(fd, (token + " " + text + "\n").encode())
+    me = getpid()
+    def emit(text):
+        if getpid() == me:  # not a forked copy
+            write(fd, (token + " " + text + "\n").encode())
+    def strict_eq(a, b, type=type, isinstance=isinstance, bool=bool):
+        # the same type first: an int expected is matched only by an int, whatever __eq__ says
+        return type(a) is type(b) and (a == b) is True or (type(a) in (int, float) and type(b) in (int, float) and a == b)
     emit("start")
     ns = {"__name__": "solution"}
     try:
@@ -93,7 +121,7 @@ def main(write=os.write, exit=os._exit, run=exec, print_exc=traceback.print_exc)
     except BaseException:
         print_exc()
         exit(0)
-    tns = {**ns, "__name__": "tests", "__builtins__": pristine}
+    tns = {**ns, "__name__": "tests", "__builtins__": pristine, "__rlft_eq": strict_eq}
     for i, step in steps:
         try:
             run(step, tns)
@@ -187,14 +215,15 @@ def code_tests_result(code: str, tests: str, limits: SandboxLimits | None = None
     """``run_code_tests``'s score and the run behind it (how it ended, its output)."""
     mode, n = _test_mode(tests)
     token = secrets.token_hex(16)
-    r, channel = run_channel([sys.executable, "-I", "-c", _TESTS_HARNESS], files={"solution.py": code, "tests.py": tests},
-                             stdin=f"{token}\n{json.dumps({'mode': mode})}", limits=limits,
+    r, channel = run_channel([sys.executable, "-I", "-c", _TESTS_HARNESS], files={"solution.py": code},
+                             stdin=f"{token}\n{json.dumps({'mode': mode, 'tests': tests})}", limits=limits,
                              allow_unsandboxed=allow_unsandboxed, backend=backend)
     recs = _records(channel, token)
     if not recs or recs[0] != "start":
         raise SandboxError(f"code tests: the harness did not start: it {_why(r)}")
     passed = {int(rec.split()[1]) for rec in recs if rec.startswith("pass ")}
-    return len(passed & set(range(n))) / n, r
+    failed = {int(rec.split()[1]) for rec in recs if rec.startswith("fail ")}
+    return len((passed - failed) & set(range(n))) / n, r  # a test recorded both ways failed
 
 
 # --- grader factory --------------------------------------------------------------------------
