@@ -312,3 +312,15 @@ def test_a_program_that_leaves_a_deep_locked_tree_is_cleaned_up(backend, monkeyp
     r = run(["python", "-c", prog], limits=TIGHT, backend=backend)
     assert r.stdout.strip() == "done", r
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_memfd_bounded_by_file_size_and_open_files(backend):
+    """memfd_create files are not counted by the address-space limit (1.7 GB were held under 64
+    MiB); RLIMIT_FSIZE bounds each and RLIMIT_NOFILE their number."""
+    prog = ("import os, signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\nfd = os.memfd_create('x')\n"
+            "try:\n    [os.write(fd, b'x' * 2**20) for _ in range(64)]\nexcept OSError as e:\n    print(os.lseek(fd, 0, 1))\n"
+            "n = 0\ntry:\n    while True:\n        os.memfd_create('y'); n += 1\nexcept OSError:\n    print(n)")
+    r = run(["python", "-c", prog], limits=SandboxLimits(wall_s=5, file_bytes=2**20), backend=backend)
+    written, files = map(int, r.stdout.split())
+    assert written == 2**20 and files < 256, r
