@@ -193,14 +193,29 @@ def load_eval_items(job: Job) -> list[dict]:
     return items[: job.eval.size or None]
 
 
+def make_run_dir(out: Path, writable: bool) -> None:
+    """``run.out`` as a folder (made if new) that a training run can write, or one line saying why not."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"run.out = {str(out)!r} is a file, not a folder; fix: set run.out to a new folder or a run's folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if writable:
+            probe = out / f".rlft-write-check-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"run.out = {str(out)!r}: cannot write there ({e.strerror}); "
+                          f"fix: set run.out to a folder you can write") from None
+
+
 def start(job: Job, training: bool = True, check: Callable[[Any], Any] | None = None) -> Run:
     """Create the run directory, find the checkpoint to resume from (``training``), write the
     resolved config, load the tokenizer, run ``check(tokenizer)`` (data checks that need it, so
     they fail before the model loads; its result is ``run.checked``), load the model."""
     out = Path(resolve(job, job.run.out))
+    make_run_dir(out, training)
     settings = fingerprint(job) if training else {}  # hashes the training file: once per run
     resume_from, state = check_resume(job, out, settings) if training else (None, {})
-    out.mkdir(parents=True, exist_ok=True)
     if training:  # eval reads a run's folder; it must not overwrite that run's config
         (out / "config.toml").write_text(job_to_toml(job))
     grader = make_grader(job.grader, job.base_dir)

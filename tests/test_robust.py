@@ -306,3 +306,23 @@ def test_a_grader_that_keeps_failing_stops_the_run(data_dir, tiny_dir, tmp_path)
     msg = str(e.value)
     assert "stopped at step 1:" in msg and "errored" in msg and "RuntimeError" in msg
     assert "rlft check-grader" in msg and str(out / "checkpoints" / "step_1") in msg
+
+
+def test_run_out_that_is_a_file_or_unwritable_gets_one_line(tmp_path, monkeypatch):
+    """A bare errno before; now the field, the path and the fix, before any model loads."""
+    from rlft.config import ConfigError, load_job
+    from rlft.run import make_run_dir, start
+
+    f = tmp_path / "out.txt"
+    f.write_text("mine")
+    with pytest.raises(ConfigError, match=r"run.out = '.*out.txt' is a file, not a folder; fix: set run.out"):
+        start(load_job(None, [f"run.out={f}"]))
+    assert f.read_text() == "mine"
+
+    def refuse(self, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "touch", refuse)  # as root, a read-only folder is writable anyway
+    with pytest.raises(ConfigError, match=r"cannot write there \(Permission denied\); fix: set run.out to a folder you can write"):
+        make_run_dir(tmp_path / "ro", writable=True)
+    make_run_dir(tmp_path / "ro", writable=False)  # eval only reads a run's folder
