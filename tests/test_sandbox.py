@@ -97,6 +97,23 @@ def test_attacks_as_an_unprivileged_user():
     assert oks and all(all(v) for v in oks.values()), oks
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None or not SYSTEM_PYTHON.exists()
+                    or not _nobody_can_read(REPO) or shutil.which("unshare") is None,
+                    reason="needs root, setpriv, unshare, /usr/bin/python3 and a checkout readable by nobody")
+def test_no_nested_user_namespaces_as_an_unprivileged_user():
+    script = (f"import json, sys; sys.path.insert(0, {str(REPO)!r})\n"
+              "from rlft.rewards.sandbox import available_backends, run\n"
+              "print(json.dumps({b: run(['unshare', '-U', 'true'], backend=b).returncode for b in available_backends()}))")
+    cmd = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin",
+           str(SYSTEM_PYTHON), "-B", "-c", script]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+    if r.returncode != 0 and "SyntaxError" in r.stderr:
+        pytest.skip(f"{SYSTEM_PYTHON} is too old for rlft: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr
+    rcs = json.loads(r.stdout)
+    assert rcs and all(rc != 0 for rc in rcs.values()), rcs
+
+
 # --- run() -----------------------------------------------------------------------------------
 
 
@@ -324,3 +341,63 @@ def test_memfd_bounded_by_file_size_and_open_files(backend):
     r = run(["python", "-c", prog], limits=SandboxLimits(wall_s=5, file_bytes=2**20), backend=backend)
     written, files = map(int, r.stdout.split())
     assert written == 2**20 and files < 256, r
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_link_to_a_host_folder_left_by_the_program_keeps_its_mode(backend, monkeypatch, tmp_path):
+    """The cleanup's permission fix (chmod 0700 of what it cannot list) never goes through a link:
+    the program leaves links to a host folder (absolute, as the host sees it) next to a chmod-000
+    folder; the host folder's mode and contents are unchanged and the sandbox folder is gone."""
+    work_tmp, host = tmp_path / "tmp", tmp_path / "host"
+    work_tmp.mkdir()
+    host.mkdir()
+    os.chmod(host, 0o755)
+    (host / "keep.txt").write_text("mine")
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", str(work_tmp))
+    prog = (f"import os\nos.symlink({str(host)!r}, 'l')\nos.mkdir('x')\nos.symlink({str(host)!r}, 'x/l')\n"
+            f"os.symlink('../l', 'x/rel')\nos.chmod('x', 0)\nprint('done')")
+    r = run(["python", "-c", prog], limits=TIGHT, backend=backend)
+    assert r.stdout.strip() == "done", r
+    assert list(work_tmp.iterdir()) == []
+    assert (host.stat().st_mode & 0o777) == 0o755 and (host / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_open_files_are_limited(backend):
+    prog = ("fs = []\ntry:\n    for i in range(1000):\n        fs.append(open(f'f{i}', 'w'))\n"
+            "except OSError as e:\n    print(len(fs), e.errno)")
+    r = run(["python", "-c", prog], limits=SandboxLimits(wall_s=5, open_files=64), backend=backend)
+    opened, errno_ = map(int, r.stdout.split())
+    assert opened < 64 and errno_ == 24, r  # EMFILE
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_program_that_kills_its_sandbox_init_just_fails(backend):
+    """Under bwrap the init is not PID 1 of the namespace, so the program can SIGKILL it; that was
+    reported as a sandbox failure (an errored attempt instead of a 0). Now it is a failed run
+    (unshare: the init is PID 1 and ignores the kill; the program goes on)."""
+    prog = "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(0.5)\nprint('alive')"
+    r = run(["python", "-c", prog], limits=TIGHT, backend=backend)
+    assert r.returncode != 0 or r.stdout.strip() == "alive", r
+    if r.returncode != 0:
+        assert r.returncode == -signal.SIGKILL and "init was killed" in r.stderr and not r.timed_out, r
+
+
+def test_a_sandbox_that_never_started_the_program_still_raises():
+    """Only an init that got as far as exec'ing the program makes its death the program's fault."""
+    empty = {"stdout": b"", "stderr": b"bwrap: oops", "channel": b""}
+    for status in (b"", b'{"pidns": "pid:[1]"}\n', b'{"pidns": "pid:[1]"}\n{"setup_error": "mount"}\n'):
+        with pytest.raises(SandboxError):
+            sandbox._result({**empty, "status": status}, None, 1, TIGHT, 0.1, "bwrap")
+    r = sandbox._result({**empty, "status": b'{"pidns": "pid:[1]"}\n{"started": true}\n'}, None, 137, TIGHT, 0.1, "bwrap")
+    assert r.returncode == -signal.SIGKILL and "init was killed" in r.stderr
+    r = sandbox._result({**empty, "status": b'{"pidns": "pid:[1]"}\n{"started": true}\n{"exit": 3, "cpu_s": 0}\n'},
+                        None, 0, TIGHT, 0.1, "bwrap")
+    assert r.returncode == 3
+
+
+def test_bwrap_blocks_nested_user_namespaces_where_it_can():
+    paths = sandbox._Paths(Path("/nonexistent"), None)
+    cmd = sandbox._bwrap(paths)[0]
+    assert ("--disable-userns" in cmd) == sandbox._bwrap_disables_userns()
+    assert "--disable-userns" not in sandbox._bwrap(sandbox._Paths(Path("/nonexistent"), 2_000_000_001))[0]

@@ -9,12 +9,15 @@ argument (the config below), under ``bwrap`` or ``unshare``. It uses only the st
    the new root read-only.
 2. Privileges: with ``uid`` set (rlft runs as root: no user namespace, so the sandbox needs a uid of
    its own for RLIMIT_NPROC to apply — the kernel exempts uid 0), switch to it, which clears every
-   capability. Otherwise (inside a user namespace) empty the capability bounding set and the
+   capability. Otherwise (inside a user namespace) set that namespace's max_user_namespaces to 0
+   (no nested user namespaces), then empty the capability bounding set and the
    inheritable/permitted sets, so an exec'd program cannot regain them. Always no_new_privs and
    non-dumpable (the program cannot ptrace this process).
 3. Fork the program with the rlimits set in the child, the working directory /sandbox, only the
-   given environment and only fds 0-2 plus ``keep_fds``; wait for it and write one JSON line to
-   ``status_fd`` (which the program never holds): its exit code or signal and CPU seconds.
+   given environment and only fds 0-2 plus ``keep_fds``; the child writes ``{"started": true}``
+   to ``status_fd`` and closes it just before exec (the program never holds it), so rlft can tell
+   a program that killed this init (possible under bwrap) from a sandbox that failed to start.
+   Wait for it and write one JSON line to ``status_fd``: its exit code or signal and CPU seconds.
 4. Exit. This process is PID 1 of the PID namespace (unshare) or the only child of bwrap's PID 1,
    so its exit kills every process the program left behind. An alarm after ``wall_s`` kills the
    program even if rlft itself died meanwhile. The first status line names the PID namespace, so
@@ -103,6 +106,11 @@ def drop_privileges(uid):
         os.setgid(uid)
         os.setuid(uid)  # clears the effective and permitted capability sets
     else:  # root of a user namespace: give up every capability for good
+        try:  # first: no user namespaces below this one (the limit is this namespace's own)
+            with open("/proc/sys/user/max_user_namespaces", "w") as f:
+                f.write("0")
+        except OSError:
+            pass  # bwrap --disable-userns did it already (read-only), or the kernel has no such knob
         last = int(open("/proc/sys/kernel/cap_last_cap").read())
         for cap in range(last + 1):
             libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # EPERM without CAP_SETPCAP: nothing to drop
@@ -122,11 +130,15 @@ def start_program(cfg):
         os.chdir(cfg["cwd"])
         for name, (soft, hard) in cfg["rlimits"].items():
             resource.setrlimit(RLIMITS[name], (soft, hard))
-        keep = sorted({0, 1, 2, *cfg["keep_fds"]})
+        keep = sorted({0, 1, 2, cfg["status_fd"], *cfg["keep_fds"]})  # status_fd: closed below
         for lo, hi in zip(keep, keep[1:] + [os.sysconf("SC_OPEN_MAX")]):
             os.closerange(lo + 1, hi)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        # Setup is done and nothing of the program has run yet: from here on, an init that dies
+        # without a report was killed by the program (bwrap: it is not PID 1, so it can be).
+        os.write(cfg["status_fd"], b'{"started": true}\n')
+        os.close(cfg["status_fd"])
         os.execvpe(cfg["argv"][0], cfg["argv"], cfg["env"])
     except BaseException as e:
         os.write(2, f"sandbox: cannot start {cfg['argv'][0]!r}: {e}\n".encode())

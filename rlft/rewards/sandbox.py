@@ -5,8 +5,13 @@ its working directory (``/sandbox`` inside) and the only writable place, and ret
 ``SandboxResult``. What the program gets:
 
 - **limits** (``SandboxLimits``): wall time and output size, enforced here (the whole process tree
-  is killed); CPU seconds, address space, processes (and threads), file size as rlimits set in the
-  program's process (``_sandbox_init.py``).
+  is killed); CPU seconds, address space, processes (and threads), file size and open files as
+  rlimits set in the program's process (``_sandbox_init.py``). Memory the address-space limit does
+  not count — memfd_create files, /dev/shm — is bounded per process by open files x file size:
+  RLIMIT_FSIZE applies to memfds (measured: write stops at ``file_bytes`` with EFBIG, ftruncate
+  past it fails with EFBIG; with ``open_files=256`` about 252 more can be opened, then EMFILE).
+  Not bounded: the sum over processes (no cgroups), and the /sandbox folder's total size on disk
+  (each file is capped, their number is not).
 - **no network**: a new network namespace with no interfaces up (even 127.0.0.1 is unreachable).
 - **a private file tree**: read-only binds of /usr, the few /etc files the dynamic loader and
   Python need, and this Python's prefix; nothing else of the host (no /home, /root, /tmp, /work).
@@ -16,6 +21,18 @@ its working directory (``/sandbox`` inside) and the only writable place, and ret
   every process of the program dies; a new session, killed as a group at the end.
 - **no privileges**: no capabilities, no_new_privs, and — when rlft runs as root — a random uid of
   its own (the kernel does not apply RLIMIT_NPROC to uid 0, so a fork bomb would otherwise run free).
+- **nested user namespaces**: blocked when rlft is not root (the sandbox is a user namespace): bwrap
+  gets ``--disable-userns`` (0.8+, used where ``bwrap --help`` lists it) and the init sets the
+  namespace's own ``max_user_namespaces`` to 0 before dropping its capabilities (unshare backend;
+  measured: ``unshare -U`` inside fails with ENOSPC on both backends). When rlft is root (a uid of
+  its own, no user namespace: that knob would be the host's) the program can still create user
+  namespaces if the host allows unprivileged ones: they grant nothing on the host's files or
+  network, but expose more kernel surface.
+- **an honest outcome**: under bwrap the init is not PID 1, so the program can kill it; a run whose
+  init had started the program and then died without reporting is a failed run (returncode -9, a
+  note on stderr), not ``SandboxError`` — only a sandbox that never got to start the program is.
+- **cleanup**: the throwaway folder is removed in a ``finally`` whatever the program left in it
+  (deep trees, chmod-000 folders, links to host folders — never followed), without raising.
 
 Backends are tried in the order of ``BACKENDS`` (bottom) and the first that actually runs a program
 is used (detected once per process, cached): ``bwrap`` (bubblewrap, where installed), then
@@ -80,7 +97,10 @@ class SandboxLimits:
     output_bytes: int = 1_000_000
     """stdout + stderr kept; past it the program is killed (``output_truncated``)."""
     file_bytes: int = 10_000_000
-    """Largest file the program may write (RLIMIT_FSIZE)."""
+    """Largest file the program may write (RLIMIT_FSIZE); applies to memfd and /dev/shm files too."""
+    open_files: int = 256
+    """Files (and pipes, sockets, memfds) the program may hold open per process (RLIMIT_NOFILE).
+    With ``file_bytes`` it bounds what memfd_create files can hold, which RLIMIT_AS does not count."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +112,8 @@ class SandboxResult:
     wall_s: float
     timed_out: bool
     killed_reason: str | None
-    """Why the sandbox stopped it: "wall", "cpu", "output", or None when it ended by itself."""
+    """Why the sandbox stopped it: "wall", "cpu", "output", or None when it ended by itself (or
+    killed the sandbox's init: returncode -9, with a note on stderr)."""
     output_truncated: bool
 
 
@@ -132,12 +153,22 @@ def _readonly_tree() -> tuple[list[str], dict[str, str]]:
     return binds, links
 
 
+@functools.cache
+def _bwrap_disables_userns() -> bool:
+    """Whether the installed bwrap has --disable-userns (0.8+): no user namespaces inside."""
+    try:
+        return "--disable-userns" in subprocess.run(["bwrap", "--help"], capture_output=True, text=True,
+                                                    timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def _bwrap(p: _Paths) -> tuple[list[str], dict | None]:
     binds, links = _readonly_tree()
     cmd = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
     if p.uid is None:
-        cmd += ["--unshare-user"]
+        cmd += ["--unshare-user"] + (["--disable-userns"] if _bwrap_disables_userns() else [])
     else:  # real root, no user namespace: the init keeps only what it needs to switch uid
         cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     parents = sorted({str(a) for b in binds for a in PurePosixPath(b).parents if str(a) != "/"})
@@ -220,7 +251,7 @@ def _rlimits(lim: SandboxLimits) -> dict[str, tuple[int, int]]:
     mem = lim.memory_mb * 2**20
     return {"cpu": (cpu, cpu + 1), "as": (mem, mem), "nproc": (lim.processes + 2, lim.processes + 2),
             "fsize": (lim.file_bytes, lim.file_bytes), "core": (0, 0),
-            "nofile": (256, 256)}  # open files; with fsize it bounds memfd / tmpfs files too
+            "nofile": (lim.open_files, lim.open_files)}  # with fsize it bounds memfd / tmpfs files too
 
 
 def _write_files(work: Path, files: dict[str, str], uid: int | None) -> None:
@@ -235,6 +266,25 @@ def _write_files(work: Path, files: dict[str, str], uid: int | None) -> None:
         for root, dirs, names in os.walk(work):
             for n in (root, *(os.path.join(root, x) for x in dirs + names)):
                 os.chown(n, uid, uid)
+
+
+def _chmod_dir(name: str, dir_fd: int) -> None:
+    """chmod 0700 the folder ``name`` in ``dir_fd`` — never what a link there points to.
+
+    Opened O_PATH | O_NOFOLLOW | O_DIRECTORY (needs no read permission; fails on a link), then
+    chmod'ed through /proc/self/fd, which acts on the opened inode itself."""
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=dir_fd)
+    except OSError:
+        if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
+            return
+        raise
+    try:
+        os.chmod(f"/proc/self/fd/{fd}", 0o700)
+    except FileNotFoundError:  # no /proc: the folder was lstat'ed as one and the program is gone
+        os.chmod(name, 0o700, dir_fd=dir_fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(base: Path) -> None:
@@ -255,19 +305,23 @@ def _remove(base: Path) -> None:
         print(f"rlft sandbox: could not clean up {base}: {e}", file=sys.stderr)
         return
     try:
-        queue = os.listdir(base_fd)
+        try:
+            queue = os.listdir(base_fd)
+        except OSError as e:
+            queue = []
+            left.append(str(e))
         while queue:
             name = queue.pop()
             try:
                 if not stat.S_ISDIR(os.lstat(name, dir_fd=base_fd).st_mode):
                     os.unlink(name, dir_fd=base_fd)
                     continue
-                os.chmod(name, 0o700, dir_fd=base_fd)
+                _chmod_dir(name, base_fd)
                 fd = os.open(name, flags, dir_fd=base_fd)
                 try:
                     for child in os.listdir(fd):
                         if stat.S_ISDIR(os.lstat(child, dir_fd=fd).st_mode):
-                            os.chmod(child, 0o700, dir_fd=fd)  # moving a folder writes its ".."
+                            _chmod_dir(child, fd)  # moving a folder writes its ".."
                             moved = f".rm-{uuid.uuid4().hex}"
                             os.rename(child, moved, src_dir_fd=fd, dst_dir_fd=base_fd)
                             queue.append(moved)
@@ -361,8 +415,12 @@ def _spawn(prefix, mounts, cwd, p: _Paths, argv, stdin, limits, channel, backend
 
 
 def _result(data, reason, outer_rc, limits: SandboxLimits, wall: float, backend) -> SandboxResult:
-    lines = data["status"].decode(errors="replace").strip().splitlines()
-    status = json.loads(lines[-1]) if lines else {}
+    status = {}  # the init's lines, in order: {"pidns"}, {"started"} (child, just before exec), the report
+    for line in data["status"].decode(errors="replace").strip().splitlines():
+        try:
+            status.update(json.loads(line))
+        except ValueError:  # a line cut short by the init's death: nothing after it counts
+            break
     if "setup_error" in status:
         raise SandboxError(f"sandbox ({backend}) could not be set up: {status['setup_error']}")
     stdout, stderr = cap(data["stdout"], data["stderr"], limits.output_bytes)
@@ -373,9 +431,18 @@ def _result(data, reason, outer_rc, limits: SandboxLimits, wall: float, backend)
         if reason is None and (status["signal"] == signal.SIGXCPU or
                                (status["signal"] == signal.SIGKILL and status["cpu_s"] >= limits.cpu_s - 0.5)):
             reason = "cpu"
+    elif status.get("started"):
+        # The program was exec'd but the init never reported: the program killed it (possible
+        # under bwrap, where the init is not PID 1) or a limit stopped it; bwrap's PID 1 then took
+        # down the whole namespace. The program's doing, so an ordinary failed run, not an error.
+        rc = -signal.SIGKILL
+        if reason is None:
+            stderr = (stderr.rstrip("\n") + "\n" if stderr else "") + (
+                f"sandbox: the program's sandbox init was killed before it reported (exit {outer_rc}); "
+                f"the run counts as killed")
     else:
         rc = outer_rc if reason is None else -signal.SIGKILL
-        if reason is None:  # the init never reported: bwrap/unshare itself failed
+        if reason is None:  # the init never got as far as starting the program: bwrap/unshare failed
             raise SandboxError(f"sandbox ({backend}) failed before the program ran (exit {outer_rc}): "
                                f"{stderr.strip()[-500:]}")
     return SandboxResult(rc, stdout, stderr, wall, reason == "wall", reason, reason == "output")
