@@ -183,10 +183,41 @@ def test_non_finite_numbers_refused(tmp_path):
         load_job(None, ["algorithm.kl_coef=-inf"])
 
 
-def test_group_of_one_with_a_group_baseline_refused(tmp_path):
-    msg = message(tmp_path, "[algorithm]\nname = \"rloo\"\ngroup_size = 1\n")
-    assert "job.toml:3: [algorithm] group_size = 1: 'rloo' compares each attempt" in msg and "group_size >= 2" in msg
-    assert load_job(None, ["algorithm.name=reinforce", "algorithm.group_size=1"]).algorithm.group_size == 1
+def test_non_finite_numbers_inside_tables_refused(tmp_path):
+    """Free-form tables (judge sampling_params, a JSON schema, messages) are sent as JSON, which has no inf/nan."""
+    msg = message(tmp_path, "[grader]\nsampling_params = { temperature = inf }\n")
+    assert msg.startswith(f"{tmp_path / 'job.toml'}:2: [grader] sampling_params = {{'temperature': inf}}: "
+                          f"temperature = inf: must be a finite number")
+    with pytest.raises(ConfigError, match=r"schema=.*: properties.x.maximum = nan: must be a finite number"):
+        load_job(None, ["grader.schema={type='object', properties={x={type='number', maximum=nan}}}"])
+    with pytest.raises(ConfigError, match=r"\[0\].w\[1\] = -inf: must be a finite number"):
+        load_job(None, ['grader.messages=[{role="user", content="x", w=[1, -inf]}]'])
+    assert load_job(None, ["grader.sampling_params={temperature=0.5}"]).grader.sampling_params == {"temperature": 0.5}
+
+
+def test_job_file_encoding(tmp_path):
+    """A byte-order mark is accepted; a byte that is not UTF-8 is named by line and column, not a traceback."""
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf[optim]\nlr = 1e-5\n")
+    assert load_job(tmp_path / "bom.toml").optim.lr == 1e-5
+    (tmp_path / "job.toml").write_bytes(b"[run]\nout = \"caf\xe9\"\n")
+    with pytest.raises(ConfigError) as e:
+        load_job(tmp_path / "job.toml")
+    assert str(e.value) == (f"{tmp_path / 'job.toml'}:2: not valid UTF-8 (byte 0xe9 at column 11); "
+                            f"fix: re-save the file as UTF-8")
+
+
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"])
+def test_group_of_one_with_a_group_baseline_refused(tmp_path, name):
+    msg = message(tmp_path, f"[algorithm]\nname = \"{name}\"\ngroup_size = 1\n")
+    assert msg.startswith(f"{tmp_path / 'job.toml'}:3: [algorithm] group_size = 1: {name!r} compares each attempt")
+    assert "fix: group_size >= 2, or name = \"reinforce\"" in msg
+    with pytest.raises(ConfigError, match=rf"^override algorithm.group_size=1: {name!r} compares"):
+        load_job(None, [f"algorithm.name={name}", "algorithm.group_size=1"])
+
+
+@pytest.mark.parametrize("name", ["reinforce", "reinforce_pp", "expert_iteration", "ppo", "sft"])
+def test_group_of_one_allowed_without_a_group_baseline(name):
+    assert load_job(None, [f"algorithm.name={name}", "algorithm.group_size=1"]).algorithm.group_size == 1
 
 
 def test_all_problems_reported_at_once(tmp_path):
@@ -242,3 +273,17 @@ def test_help_text_has_every_field_doc():
     assert "model.lora.rank (int, 16):" in text
     assert "grader.normalize (list[str], ['strip']):" in text
     assert text.count("\n") + 1 >= sum(len(dataclasses.fields(c)) for c in SECTIONS.values()) + 4
+
+
+def test_run_out_under_a_file_gets_one_line(tmp_path):
+    """run.out inside a file (or a file itself) is refused naming the field, the path and the fix, not an errno."""
+    from rlft.run import make_run_dir
+
+    f = tmp_path / "out.txt"
+    f.write_text("mine")
+    with pytest.raises(ConfigError, match=r"^run.out = '.*out.txt' is a file, not a folder; fix: set run.out"):
+        make_run_dir(f, writable=True)
+    with pytest.raises(ConfigError, match=r"^run.out = '.*out.txt/run': cannot write there \(Not a directory\); "
+                                          r"fix: set run.out to a folder you can write$"):
+        make_run_dir(f / "run", writable=True)
+    assert f.read_text() == "mine"

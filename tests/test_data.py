@@ -221,6 +221,31 @@ def test_huge_line_refused_in_bounded_time(tmp_path, monkeypatch):
     p.write_text(json.dumps({"prompt": "x" * 5000}) + "\n" + json.dumps({"prompt": "ok"}) + "\n")
     assert errors_of(source=str(p)) == [f"{p}:1: line longer than 1,000 characters; fix: shorten it (rlft.data.loading.MAX_LINE_CHARS)"]
     c = tmp_path / "big.csv"
-    c.write_text("prompt\n" + "y" * 5000 + "\nok\n")
-    (msg,) = errors_of(source=str(c))
-    assert msg.startswith(f"{c}:2: bad CSV: field larger than field limit (1000)")
+    c.write_text("prompt\nok\n" + "y" * 5000 + "\nok\n")
+    assert errors_of(source=str(c)) == [f"{c}:3: line longer than 1,000 characters, the rest of the file is not read; "
+                                        f"fix: shorten it (rlft.data.loading.MAX_LINE_CHARS)"]
+    q = tmp_path / "quoted.csv"  # short lines, one quoted field over the limit
+    q.write_text('prompt\n"' + ("z" * 100 + "\n") * 20 + '"\nok\n')
+    (msg,) = errors_of(source=str(q))
+    assert msg.startswith(f"{q}:2: bad CSV: field larger than field limit (1000), the rest of the file is not read")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_huge_line_read_in_bounded_memory(tmp_path, monkeypatch, suffix):
+    """The csv module reads a whole line before its field limit: lines are cut at MAX_LINE_CHARS instead."""
+    import tracemalloc
+
+    from rlft.data import loading
+
+    monkeypatch.setattr(loading, "MAX_LINE_CHARS", 1000)
+    p = tmp_path / f"big{suffix}"
+    head = "prompt\n" if suffix == ".csv" else ""
+    p.write_text(head + "x" * 4_000_000 + "\n")
+    tracemalloc.start()
+    try:
+        (msg,) = errors_of(source=str(p))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert msg.startswith(f"{p}:{2 if head else 1}: line longer than 1,000 characters")
+    assert peak < 1_000_000, f"peak {peak:,} bytes for a 4 MB line"

@@ -148,9 +148,16 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
         p = Path(path)
         fname = str(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            data = p.read_bytes()
         except OSError as e:
             raise ConfigError(f"{fname}: cannot read the job file ({e.strerror}); fix: check the path") from None
+        try:
+            text = data.decode("utf-8-sig")  # a byte-order mark (Notepad) is not part of the first line
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            col = e.start - data.rfind(b"\n", 0, e.start)
+            raise ConfigError(f"{fname}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at column {col}); "
+                              f"fix: re-save the file as UTF-8") from None
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -293,7 +300,20 @@ def _build_graders(value: Any, where: str, errors: list[str]) -> dict[str, Grade
     return {n: _build(GraderConfig, "grader", t, lambda k, n=n: f"{at}.{n}.{k}", errors) for n, t in value.items()}
 
 
+def _non_finite(value: Any, at: str = "") -> tuple[str, float] | None:
+    """(where, value) of the first inf/nan inside nested tables and lists (``key.sub[2]``), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return at, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        if found := _non_finite(v, f"{at}[{k}]" if isinstance(k, int) else f"{at}.{k}" if at else str(k)):
+            return found
+    return None
+
+
 def _coerce(hint: Any, value: Any) -> Any:
+    if hint in (dict[str, Any], list[dict[str, Any]]) and (found := _non_finite(value)):
+        raise _Bad(f"{found[0]} = {found[1]!r}: must be a finite number (JSON has no inf or nan)")
     if hint == dict[str, Any]:
         if not isinstance(value, dict):
             raise _Bad(f"expected a table, e.g. {{ type = \"object\" }}, got {type(value).__name__} {value!r}")

@@ -165,14 +165,34 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
             yield str(i), i, row
 
 
+class _LineTooLong(Exception):
+    """A physical line over MAX_LINE_CHARS, met while the csv reader pulls lines."""
+
+
+def _bounded_lines(f) -> Iterator[str]:
+    """The lines of ``f``, none held longer than MAX_LINE_CHARS: a longer one is skipped in bounded
+    memory and raises _LineTooLong (the csv module would read the whole line before its field limit)."""
+    while text := f.readline(MAX_LINE_CHARS + 1):
+        if len(text) > MAX_LINE_CHARS and not text.endswith(("\n", "\r")):
+            while (rest := f.readline(MAX_LINE_CHARS)) and not rest.endswith(("\n", "\r")):
+                pass
+            raise _LineTooLong
+        yield text
+
+
 def _read_csv(path: Path) -> Iterator[tuple[str, int, Any]]:
     csv.field_size_limit(MAX_LINE_CHARS)
+    too_long = (f"line longer than {MAX_LINE_CHARS:,} characters, the rest of the file is not read; "
+                f"fix: shorten it (rlft.data.loading.MAX_LINE_CHARS)")
     with _open_text(path) as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(_bounded_lines(f))
         try:
             header = reader.fieldnames or []
         except csv.Error as e:
             yield "1", 1, f"bad CSV header: {e}"
+            return
+        except _LineTooLong:
+            yield "1", 1, too_long
             return
         if problem := _bad_utf8(",".join(header)):
             yield "1", 1, problem
@@ -184,7 +204,12 @@ def _read_csv(path: Path) -> Iterator[tuple[str, int, Any]]:
             except StopIteration:
                 return
             except csv.Error as e:  # a field over the size limit; the reader cannot go on after it
-                yield str(start), start, f"bad CSV: {e}; fix: shorten the field (at most {MAX_LINE_CHARS:,} characters)"
+                yield str(start), start, (f"bad CSV: {e}, the rest of the file is not read; "
+                                          f"fix: shorten the field (at most {MAX_LINE_CHARS:,} characters)")
+                return
+            except _LineTooLong:
+                n = reader.line_num + 1
+                yield str(n), n, too_long
                 return
             i, start = start, reader.line_num + 1  # a quoted field may span lines: report where it starts
             if None in row:
