@@ -16,15 +16,19 @@ For code tests (``run_code_tests``) also: the tests reach the harness over stdin
 model's code runs, so no file in the sandbox holds them (reading ``tests.py`` for the answer key
 found nothing to read); only the process that started records, so a forked copy of the solution
 cannot add its passes to the parent's; a test recorded as failed is failed, whatever else was
-recorded; and ``assert x == y`` is rewritten to compare types first (int and float mix), so an
-object whose ``__eq__`` always returns True fails.
+recorded; and every single ``x == y`` inside an assert is rewritten to compare types first (int
+and float mix), lists, tuples and dicts (keys of builtin scalar types) element by element, so an
+object whose ``__eq__`` always returns True fails, alone or inside a container. The price: an
+equal value of another type fails too (``numpy.int64(3) == 3``, a ``defaultdict`` for a dict,
+``True`` for ``1``).
 
 What this does not stop: code running *in the harness's process* that digs the token or the
 compiled tests out of the interpreter's memory (``gc``, frame objects) and writes records itself
 or reads the expected values. No in-process scheme can (CPython has no isolation inside a
 process). It takes deliberate introspection of rlft's harness, not a print, a fork or an exit.
-Nor: patching a module the tests import (tests and solution share ``sys.modules``), a container of rigged objects (``[A()] == [3]`` compares elements with their own
-``__eq__``), an object whose ``__bool__`` lies in ``assert f(x)``, or a solution that
+Nor: patching a module the tests import (tests and solution share ``sys.modules``), rigged
+objects in sets, in dicts with non-scalar keys, or compared by ``!=``, ``in``, chained ``==`` or
+outside an assert, an object whose ``__bool__`` lies in ``assert f(x)``, or a solution that
 special-cases the test inputs it was shown in the prompt; ``rlft check-grader`` runs the attacks
 of ``rewards/sandbox_check.py`` to probe a grader for these.
 
@@ -79,15 +83,19 @@ main()
 # run with the builtins as they were then, so patching compile/exec/builtins cannot skip a test.
 # The tests come over stdin, read before the model's code runs: no file holds them. Records are
 # written only by the process that started (a forked copy of the solution cannot add passes), and
-# `assert x == y` compares with a type check first (an object whose __eq__ is always true fails).
+# `x == y` in asserts compares with a type check first (an object whose __eq__ is always true fails).
 _TESTS_HARNESS = r"""
 import ast, builtins, json, os, sys, traceback
+class Eq(ast.NodeTransformer):  # every `a == b` (one operator) in an assert -> __rlft_eq(a, b)
+    def visit_Compare(self, t):
+        self.generic_visit(t)
+        if len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq):
+            return ast.Call(ast.Name("__rlft_eq", ast.Load()), [t.left, t.comparators[0]], [])
+        return t
 class Strict(ast.NodeTransformer):
     def visit_Assert(self, node):
         self.generic_visit(node)
-        t = node.test
-        if isinstance(t, ast.Compare) and len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq):
-            node.test = ast.Call(ast.Name("__rlft_eq", ast.Load()), [t.left, t.comparators[0]], [])
+        node.test = Eq().visit(node.test)
         return node
 def main(write=os.write, exit=os._exit, run=exec, print_exc=traceback.print_exc, getpid=os.getpid):
     fd = int(os.environ.pop("RLFT_CHANNEL_FD"))
@@ -111,9 +119,21 @@ def main(write=os.write, exit=os._exit, run=exec, print_exc=traceback.print_exc,
     def emit(text):
         if getpid() == me:  # not a forked copy
             write(fd, (token + " " + text + "\n").encode())
-    def strict_eq(a, b, type=type, isinstance=isinstance, bool=bool):
-        # the same type first: an int expected is matched only by an int, whatever __eq__ says
-        return type(a) is type(b) and (a == b) is True or (type(a) in (int, float) and type(b) in (int, float) and a == b)
+    def strict_eq(a, b, type=type, len=len, all=all, zip=zip, num=(int, float),
+                  plain=(int, float, str, bytes, bool, type(None))):
+        # the same type first: an int expected is matched only by an int, whatever __eq__ says;
+        # lists, tuples and dicts element by element, so a list of rigged objects fails too
+        ta, tb = type(a), type(b)
+        if ta in num and tb in num:
+            return a == b
+        if ta is not tb:
+            return False
+        if ta is list or ta is tuple:
+            return len(a) == len(b) and all(strict_eq(x, y) for x, y in zip(a, b))
+        if ta is dict and all(type(k) in plain for k in b):  # keys of builtin scalars hash honestly
+            return len(a) == len(b) and all(type(k) in plain for k in a) and all(
+                k in b and strict_eq(v, b[k]) for k, v in a.items())
+        return (a == b) is True
     emit("start")
     ns = {"__name__": "solution"}
     try:
