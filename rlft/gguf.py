@@ -140,7 +140,7 @@ def convert(file: Path, out_dir: Path, arch: str | None = None) -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     result = model.load_state_dict(gguf_model.state_dict(), strict=False)
-    if getattr(config, "tie_word_embeddings", False):
+    if config.tie_word_embeddings:
         model.tie_weights()
     missing = [k for k in result.missing_keys if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing:

@@ -76,6 +76,17 @@ REPO = Path(__file__).resolve().parents[1]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 
+def as_nobody(script: str):
+    """What ``script`` (run by the system Python as uid 65534, rlft importable) prints, as JSON."""
+    cmd = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin",
+           str(SYSTEM_PYTHON), "-B", "-c", script]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+    if r.returncode != 0 and "SyntaxError" in r.stderr:
+        pytest.skip(f"{SYSTEM_PYTHON} is too old for rlft: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None or not SYSTEM_PYTHON.exists()
                     or not _nobody_can_read(REPO),
                     reason="needs root, setpriv, /usr/bin/python3 and a checkout readable by nobody")
@@ -87,13 +98,7 @@ def test_attacks_as_an_unprivileged_user():
               "from rlft.rewards.sandbox_check import run_test_attack\n"
               "attacks = ['fork bomb', 'read a file outside', 'write a file outside', 'env secrets', 'detached daemon']\n"
               "print(json.dumps({b: [run_test_attack(a, b).ok for a in attacks] for b in available_backends()}))")
-    cmd = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin",
-           str(SYSTEM_PYTHON), "-B", "-c", script]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
-    if r.returncode != 0 and "SyntaxError" in r.stderr:
-        pytest.skip(f"{SYSTEM_PYTHON} is too old for rlft: {r.stderr.strip()[-200:]}")
-    assert r.returncode == 0, r.stderr
-    oks = json.loads(r.stdout)
+    oks = as_nobody(script)
     assert oks and all(all(v) for v in oks.values()), oks
 
 
@@ -104,13 +109,7 @@ def test_no_nested_user_namespaces_as_an_unprivileged_user():
     script = (f"import json, sys; sys.path.insert(0, {str(REPO)!r})\n"
               "from rlft.rewards.sandbox import available_backends, run\n"
               "print(json.dumps({b: run(['unshare', '-U', 'true'], backend=b).returncode for b in available_backends()}))")
-    cmd = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin",
-           str(SYSTEM_PYTHON), "-B", "-c", script]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
-    if r.returncode != 0 and "SyntaxError" in r.stderr:
-        pytest.skip(f"{SYSTEM_PYTHON} is too old for rlft: {r.stderr.strip()[-200:]}")
-    assert r.returncode == 0, r.stderr
-    rcs = json.loads(r.stdout)
+    rcs = as_nobody(script)
     assert rcs and all(rc != 0 for rc in rcs.values()), rcs
 
 

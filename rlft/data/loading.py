@@ -138,12 +138,8 @@ def _open_text(path: Path):
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
     with _open_text(path) as f:
-        i = 0
-        while text := f.readline(MAX_LINE_CHARS + 1):
-            i += 1
-            if len(text) > MAX_LINE_CHARS and not text.endswith("\n"):
-                while (rest := f.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
-                    pass  # skip the rest of the line in bounded memory
+        for i, text in enumerate(_bounded_lines(f), 1):
+            if text is None:
                 yield str(i), i, (f"line longer than {MAX_LINE_CHARS:,} characters; fix: shorten it "
                                   f"(rlft.data.loading.MAX_LINE_CHARS)")
                 continue
@@ -165,17 +161,26 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, int, Any]]:
             yield str(i), i, row
 
 
-class _LineTooLong(Exception):
-    """A physical line over MAX_LINE_CHARS, met while the csv reader pulls lines."""
-
-
-def _bounded_lines(f) -> Iterator[str]:
+def _bounded_lines(f) -> Iterator[str | None]:
     """The lines of ``f``, none held longer than MAX_LINE_CHARS: a longer one is skipped in bounded
-    memory and raises _LineTooLong (the csv module would read the whole line before its field limit)."""
+    memory and comes as None (the csv module would read the whole line before its field limit)."""
     while text := f.readline(MAX_LINE_CHARS + 1):
         if len(text) > MAX_LINE_CHARS and not text.endswith(("\n", "\r")):
             while (rest := f.readline(MAX_LINE_CHARS)) and not rest.endswith(("\n", "\r")):
                 pass
+            yield None
+        else:
+            yield text
+
+
+class _LineTooLong(Exception):
+    """A physical line over MAX_LINE_CHARS, met while the csv reader pulls lines."""
+
+
+def _csv_lines(f) -> Iterator[str]:
+    """``_bounded_lines`` for the csv reader, which cannot go on past a line it did not get."""
+    for text in _bounded_lines(f):
+        if text is None:
             raise _LineTooLong
         yield text
 
@@ -185,7 +190,7 @@ def _read_csv(path: Path) -> Iterator[tuple[str, int, Any]]:
     too_long = (f"line longer than {MAX_LINE_CHARS:,} characters, the rest of the file is not read; "
                 f"fix: shorten it (rlft.data.loading.MAX_LINE_CHARS)")
     with _open_text(path) as f:
-        reader = csv.DictReader(_bounded_lines(f))
+        reader = csv.DictReader(_csv_lines(f))
         try:
             header = reader.fieldnames or []
         except csv.Error as e:
