@@ -35,12 +35,12 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlft.config import ConfigError, job_to_toml, load_job
+from rlft.config.files import read_toml
 
 BUILTIN_DIR = Path(__file__).parent / "tasks" / "experiments"
 EXPERIMENT_KEYS = {"name", "seeds", "budget", "evals", "workers", "threads", "out", "checkpoints"}
@@ -67,10 +67,7 @@ def builtin_path(name: str) -> Path:
 
 def load_experiment(path: Path) -> dict:
     """The experiment table, checked: every problem names the file, the table and the fix."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the experiment file ({e})") from None
+    raw, _ = read_toml(path, "experiment file")
     exp = raw.get("experiment", {})
     errors = [f"{path}: [experiment] {k}: unknown key; valid: {', '.join(sorted(EXPERIMENT_KEYS))}"
               for k in exp if k not in EXPERIMENT_KEYS]

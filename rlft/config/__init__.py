@@ -6,8 +6,8 @@ Each field has a docstring (the string literal on the line after it); that docst
 typo costs a second, not a model load. Errors name the file and line (or the override), the
 field, the bad value, the valid choices and the fix; all problems are reported at once.
 
-``sections`` holds the dataclasses, ``loading`` reads and checks a job, ``writing`` writes it
-back as TOML and builds the help.
+``sections`` holds the dataclasses, ``files`` reads any TOML file rlft takes, ``loading`` reads and
+checks a job, ``writing`` writes it back as TOML and builds the help.
 """
 
 from rlft.config.loading import grader_from_dict, load_job

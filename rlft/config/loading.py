@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rlft.algos.advantages import GROUP_BASELINE
+from rlft.config.files import read_toml
 from rlft.config.sections import (
     ConfigError,
     LoraConfig,
@@ -147,23 +148,7 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
     if path is not None:
         p = Path(path)
         fname = str(path)
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"{fname}: cannot read the job file ({e.strerror}); fix: check the path") from None
-        try:
-            text = data.decode("utf-8-sig")  # a byte-order mark (Notepad) is not part of the first line
-        except UnicodeDecodeError as e:
-            line = data.count(b"\n", 0, e.start) + 1
-            col = e.start - data.rfind(b"\n", 0, e.start)
-            raise ConfigError(f"{fname}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at column {col}); "
-                              f"fix: re-save the file as UTF-8") from None
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            m = re.search(r"at line (\d+)", str(e))
-            where = f"{fname}:{m.group(1)}" if m else fname
-            raise ConfigError(f"{where}: TOML syntax error: {e}; fix the syntax (strings need quotes)") from None
+        raw, text = read_toml(path)
         lines = _key_lines(text)
         base_dir = str(p.resolve().parent)
     # where each value came from, for messages: (section, key) -> prefix

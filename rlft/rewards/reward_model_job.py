@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rlft.config import ConfigError
+from rlft.config.files import read_toml
 
 RESULTS = "reward_model.json"
 
@@ -75,10 +76,7 @@ def load_config(source: str, overrides: Sequence[str] = ()) -> tuple[RewardModel
     where: dict[str, str] = {}
     base_dir = str(Path.cwd())
     if source.endswith(".toml"):
-        try:
-            raw = tomllib.loads(Path(source).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{source}: cannot read the job file: {e}") from None
+        raw, _ = read_toml(source)
         if not isinstance(raw.get("reward_model"), dict):
             raise ConfigError(f"{source}: no [reward_model] table; fix: put the settings under [reward_model], e.g. "
                               f"pairs = \"pairs.jsonl\"")
