@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("world", help="a built-in world name (retail) or a world folder")
     _job_parser(wsub, "eval", "score model.path on the world's held-out tasks: pass@1, pass@k, pass^k, violations",
                 "Play eval.samples episodes of every task in [world] eval_split; writes world_eval.json in run.out.")
+    ex = sub.add_parser("export", help="write a run's trained model (or a model folder) as GGUF for llama.cpp, Ollama, LM Studio",
+                        description="Write RUN_OR_MODEL as one GGUF file (f16 or f32 tensors, tokenizer and chat "
+                        "template): a run folder's final/ (else its newest checkpoint) or a Hugging Face model folder. "
+                        "Architectures: llama (Llama, SmolLM2, the tiny model), qwen2. See docs/real-models.md.")
+    ex.add_argument("source", metavar="RUN_OR_MODEL", help="a run folder (runs/NAME) or a Hugging Face model folder")
+    ex.add_argument("--gguf", required=True, metavar="OUT.gguf", help="the GGUF file to write")
+    ex.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="tensor type (default: f16; norms stay f32)")
+    ex.add_argument("--force", action="store_true", help="overwrite OUT.gguf when it exists")
     sub.choices["train"].add_argument(
         "--ray", action="store_true",
         help="sample on Ray actors, learn in a torch.distributed group ([distributed]; distributed.samplers=1 "
@@ -126,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             from rlft.serve import main as serve
 
             return serve(args.model, args.host, args.port, args.api_key_env, args.name, args.device, args.verbose)
+        if args.command == "export":
+            from rlft.gguf_export import export_gguf
+
+            print(json.dumps(export_gguf(args.source, args.gguf, args.dtype, args.force), indent=2))
+            return 0
         if args.command == "reward-model":
             from rlft.rewards.reward_model_job import run_command
 
