@@ -17,11 +17,12 @@ environment hands back to the model as a tool error.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 _SCHEMA_CHANGES = {
     getattr(sqlite3, name) for name in dir(sqlite3)
@@ -54,12 +55,60 @@ def write(fn: Callable) -> Callable:
     return fn
 
 
+class ScriptError(sqlite3.DatabaseError):
+    """A statement of a world's SQL file failed: the file's name, the line where the statement
+    starts (1-based), the statement and SQLite's message."""
+
+    def __init__(self, file: str, line: int, statement: str, message: str):
+        super().__init__(message)
+        self.file, self.line, self.statement = file, line, statement
+
+
+# what a ";" inside does not end a statement at: quoted strings and names, comments
+_QUOTED_OR_SEMICOLON = re.compile(
+    r"'[^']*(?:''[^']*)*'|\"[^\"]*(?:\"\"[^\"]*)*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|\Z)|;", re.S)
+_LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.S)  # whitespace and comments before a statement
+
+
+def statements(script: str) -> Iterator[tuple[int, str]]:
+    """(line, text) of each statement of ``script`` in order, from its first token (comments
+    before it left out) to its ";". A ";" ends one only outside quotes and comments and where
+    SQLite agrees the statement is complete (a trigger's body holds several). Linear in the
+    script's length."""
+    start, line = 0, 1
+    for m in _QUOTED_OR_SEMICOLON.finditer(script):
+        if m.group() == ";" and sqlite3.complete_statement(script[start:m.end()]):
+            lead = _LEADING.match(script, start).end()
+            yield line + script.count("\n", start, lead), script[lead:m.end()]
+            line += script.count("\n", start, m.end())
+            start = m.end()
+    lead = _LEADING.match(script, start).end()
+    if lead < len(script):  # a last statement without its ";"
+        yield line + script.count("\n", start, lead), script[lead:]
+
+
+def run_script(conn: sqlite3.Connection, script: str, name: str) -> None:
+    """Run the SQL file ``name``'s text statement by statement (as fast as ``executescript``), so
+    a failure is a ``ScriptError`` naming the statement and its line. ``conn`` is in autocommit
+    mode (``isolation_level=None``), so the script's own BEGIN/COMMIT work as in ``executescript``."""
+    for line, sql in statements(script):
+        try:
+            conn.execute(sql)
+        except sqlite3.Error as e:
+            raise ScriptError(name, line, sql, str(e)) from None
+
+
 def build(schema_sql: str, seed_sql: str) -> sqlite3.Connection:
-    """The pristine database, in memory."""
-    conn = sqlite3.connect(":memory:", check_same_thread=False)
-    conn.executescript(schema_sql)
-    conn.executescript(seed_sql)
-    conn.commit()
+    """The pristine database, in memory; a failing statement raises ``ScriptError``."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    try:
+        run_script(conn, schema_sql, "schema.sql")
+        run_script(conn, seed_sql, "seed.sql")
+    except ScriptError:
+        conn.close()
+        raise
+    if conn.in_transaction:  # a seed that began a transaction and left it open
+        conn.commit()
     return conn
 
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import json
-import tomllib
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rlft.config import ConfigError
+from rlft.config.files import read_text, read_toml
 from rlft.envs.tools import tool_schema
 from rlft.envs.worlds import sandbox
 
@@ -93,22 +96,68 @@ def _read(folder: Path, name: str) -> str:
     path = folder / name
     if not path.exists():
         raise WorldError(f"{path}: missing; a world folder needs schema.sql, seed.sql, policy.md, tools.py, tasks/")
-    return path.read_text(encoding="utf-8")
+    try:
+        return read_text(path, "world file")  # a BOM dropped, a byte that is not UTF-8 named by line
+    except ConfigError as e:
+        raise WorldError(str(e)) from None
 
 
-def _load_tools(path: Path) -> dict[str, Callable]:
+def _build(folder: Path) -> Any:
+    """The pristine database from schema.sql and seed.sql; a failing statement is named by file,
+    line, statement (shortened) and SQLite's message."""
+    try:
+        return sandbox.build(_read(folder, "schema.sql"), _read(folder, "seed.sql"))
+    except sandbox.ScriptError as e:
+        sql = " ".join(e.statement.split())
+        sql = sql if len(sql) <= 100 else sql[:97] + "..."
+        raise WorldError(f"{folder / e.file}:{e.line}: SQLite error: {e} in `{sql}`; fix that statement") from None
+
+
+def _import(path: Path) -> Any:
+    """tools.py as a module; a syntax error or an exception while importing it names the line."""
+    if not path.exists():
+        raise WorldError(f"{path}: missing; a world folder needs schema.sql, seed.sql, policy.md, tools.py, tasks/")
     spec = importlib.util.spec_from_file_location(f"rlft_world_tools_{abs(hash(str(path)))}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:  # in tools.py, or in a module it imports: e.filename says which
+        raise WorldError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}; fix the code") from None
+    except (Exception, SystemExit) as e:
+        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
+        where = f"{path}:{lines[-1]}" if lines else str(path)
+        raise WorldError(f"{where}: importing the tools raised {type(e).__name__}: {e}; fix tools.py") from None
+    return module
+
+
+def _load_tools(path: Path) -> tuple[dict[str, Callable], list[dict]]:
+    """The tools (functions marked @read or @write) and their schemas; a tool whose signature
+    cannot become a schema is named with its line."""
+    module = _import(path)
     tools = {n: f for n, f in vars(module).items() if callable(f) and getattr(f, "kind", None) in ("read", "write")}
     if not tools:
         raise WorldError(f"{path}: no tools; mark each tool function with @read or @write from rlft.envs.worlds.sandbox")
-    return tools
+    schemas = []
+    for name, fn in tools.items():
+        if not inspect.isfunction(fn):
+            raise WorldError(f"{path}: tool {name} is a {type(fn).__name__}, not a function; mark functions "
+                             f"`def {name}(db: Database, ...)` with @read or @write")
+        where = f"{inspect.getsourcefile(fn)}:{fn.__code__.co_firstlineno}: tool {name}"
+        if next(iter(inspect.signature(fn).parameters), None) != "db":
+            raise WorldError(f"{where}: the first parameter must be db, the episode's database; "
+                             f"fix: def {name}(db: Database, ...)")
+        try:
+            schemas.append(tool_schema(fn, bound=("db",)))
+        except Exception as e:  # noqa: BLE001 - a parameter without a type, a type with no JSON schema, a bad hint
+            msg = str(e).removeprefix(f"tool {fn.__name__}: ")
+            raise WorldError(f"{where}: {msg if isinstance(e, TypeError) else f'{type(e).__name__}: {e}'}; "
+                             f"fix its signature") from None
+    return tools, schemas
 
 
 def _load_tasks(path: Path, tools: dict[str, Callable]) -> list[dict]:
     tasks, errors = [], []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(_read(path.parent, path.name).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -138,16 +187,21 @@ def load_world(name: str) -> World:
     if not folder.is_dir():
         built_in = sorted(p.name for p in BUILT_IN.iterdir() if (p / "schema.sql").exists())
         raise WorldError(f"no world {name!r}: not a folder, and the built-in worlds are {', '.join(built_in)}")
-    pristine = sandbox.build(_read(folder, "schema.sql"), _read(folder, "seed.sql"))
-    tools = _load_tools(folder / "tools.py")
+    pristine = _build(folder)
+    tools, schemas = _load_tools(folder / "tools.py")
     views = {"full": View("full")}
     if (folder / "views.toml").exists():
-        for vname, spec in tomllib.loads(_read(folder, "views.toml")).items():
+        try:
+            table, _ = read_toml(folder / "views.toml", "world file")
+        except ConfigError as e:
+            raise WorldError(str(e)) from None
+        for vname, spec in table.items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("fields", []), list):
+                raise WorldError(f"{folder / 'views.toml'}: [{vname}] must be a table with fields = [\"name\", ...]")
             views[vname] = View(vname, frozenset(spec["fields"]) if spec.get("fields") else None)
     splits = {p.stem: _load_tasks(p, tools) for p in sorted((folder / "tasks").glob("*.jsonl"))}
     if not splits:
         raise WorldError(f"{folder / 'tasks'}: no task files; write tasks/train.jsonl (and tasks/eval.jsonl)")
     return World(
-        name, folder, _read(folder, "policy.md").strip(), tools,
-        [tool_schema(f, bound=("db",)) for f in tools.values()], views, splits, pristine,
+        name, folder, _read(folder, "policy.md").strip(), tools, schemas, views, splits, pristine,
     )
