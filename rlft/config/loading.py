@@ -11,6 +11,8 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import regex
+
 from rlft.algos.advantages import GROUP_BASELINE
 from rlft.config.files import read_toml
 from rlft.config.sections import (
@@ -36,6 +38,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "grader.max_chars": (lambda v: v >= 0, ">= 0"),
     "grader.buffer_chars": (lambda v: v >= 0, ">= 0 (0 = a step)"),
     "grader.penalty": (lambda v: v >= 0, ">= 0 (the score goes down to -penalty)"),
+    "grader.time_limit": (lambda v: v >= 0, ">= 0 (seconds; 0 = no limit)"),
     "grader.judge.max_concurrency": (lambda v: v >= 1, ">= 1"),
     "grader.judge.timeout": (lambda v: v > 0, "> 0 (seconds)"),
     "grader.judge.max_retries": (lambda v: v >= 0, ">= 0"),
@@ -364,8 +367,8 @@ def _cross_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list[st
     where = src.get(("grader", "type"), "[grader] type")
     if g.type == "regex":
         try:
-            re.compile(g.pattern)
-        except re.error as e:
+            regex.compile(g.pattern)  # the regex grader's engine (rlft.rewards.graders)
+        except regex.error as e:
             at = src.get(("grader", "pattern"), "[grader] pattern")
             out.append(f"{at}: not a valid regular expression ({e}); fix the pattern")
         if not g.pattern:

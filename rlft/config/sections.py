@@ -108,7 +108,9 @@ class GraderConfig:
     rel_tolerance: float = 0.0
     """numeric: relative tolerance (fraction of the reference)."""
     pattern: str = ""
-    """regex/format_penalty: the pattern searched for in the output (re.search)."""
+    """regex/format_penalty: the pattern searched for in the output (the regex package's search, re-compatible)."""
+    time_limit: float = 2.0
+    """regex/format_penalty/python function: seconds grading one attempt may take; past it the attempt is errored, not scored 0 (rlft.rewards.limits); 0 = no limit. A multi's sub-graders left at 2 take the multi's."""
     function: str = ""
     """python, trusted, in-process: "path/to/file.py:fn" relative to the job file, or "package.module:fn"."""
     source: str = ""

@@ -8,7 +8,7 @@ templates (rlft.rewards.templates), so ``{{sample.output_json.answer}}`` works e
 | math | 1.0 when math-verify finds the input's answer equivalent to the reference (``\\frac12`` = 0.5), else 0.0 |
 | json_schema | 1.0 when the input parses as JSON and satisfies ``schema`` (jsonschema), else 0.0 |
 | length_penalty | 0 up to ``max_chars``; then down to ``-penalty`` over ``buffer_chars`` (DAPO's soft overlong penalty, Yu et al. 2025, eq. 13) |
-| format_penalty | 0 when ``pattern`` is found in the input (re.search), else ``-penalty`` |
+| format_penalty | 0 when ``pattern`` is found in the input (the regex package's search, within ``time_limit``), else ``-penalty`` |
 
 The penalties are meant for a ``multi`` formula: ``"correct + 0.2 * format + length"``.
 """
@@ -16,11 +16,13 @@ The penalties are meant for a ``multi`` formula: ``"correct + 0.2 * format + len
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import regex
+
 from rlft.config import ConfigError, GraderConfig
+from rlft.rewards import limits
 from rlft.rewards.templates import check_template, render
 from rlft.types import Sample
 
@@ -93,11 +95,13 @@ class LengthPenalty:
 @dataclass(frozen=True)
 class FormatPenalty:
     input: str
-    pattern: re.Pattern
+    pattern: regex.Pattern
     penalty: float
+    time_limit: float  # seconds; past it the attempt is errored (rlft.rewards.limits)
 
     def __call__(self, sample: Sample, item: dict) -> float:
-        return 0.0 if self.pattern.search(render(self.input, sample, item)) else -self.penalty
+        found = limits.search(self.pattern, render(self.input, sample, item), self.time_limit, "format_penalty grader")
+        return 0.0 if found else -self.penalty
 
 
 # --- factories: (cfg, base_dir, where) -> Grader ---------------------------------------------
@@ -129,7 +133,7 @@ def format_penalty(cfg: GraderConfig, base_dir: Path, where: str) -> FormatPenal
     if not cfg.pattern:
         raise ConfigError(f"{where}.pattern is empty; format_penalty needs one, e.g. pattern = \"answer \\\\d+$\"")
     try:
-        pattern = re.compile(cfg.pattern)
-    except re.error as e:
+        pattern = regex.compile(cfg.pattern)
+    except regex.error as e:
         raise ConfigError(f"{where}.pattern = {cfg.pattern!r}: not a valid regular expression: {e}; fix the pattern") from None
-    return FormatPenalty(templates(cfg, where, reference=False)[0], pattern, cfg.penalty)
+    return FormatPenalty(templates(cfg, where, reference=False)[0], pattern, cfg.penalty, cfg.time_limit)

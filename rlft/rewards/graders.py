@@ -3,7 +3,8 @@
 ``sample`` is an ``rlft.types.Sample`` (``.output_text``); ``item`` is the dataset row. Graders
 are small frozen dataclasses rather than closures so that they pickle (environment actors in
 other processes, DESIGN.md §7). A grader that raises marks the trajectory *errored* in the
-loop (DESIGN.md §4), so a bad item raises with a message instead of scoring 0.
+loop (DESIGN.md §4), so a bad item raises with a message instead of scoring 0; so does one that
+runs past ``grader.time_limit`` (regex, python function; which grader is bounded how: rlft.rewards.limits).
 
 ``make_grader(cfg, base_dir)`` picks the factory from ``GRADERS`` at the bottom; every factory
 has the signature ``(cfg: GraderConfig, base_dir: Path) -> Grader``.
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import regex as regex_pkg  # the name regex is this module's factory
+
 from rlft.config import ConfigError, GraderConfig
-from rlft.rewards import checks, gym, judge, reward_model_grader, specs
+from rlft.rewards import checks, gym, judge, limits, reward_model_grader, specs
 from rlft.types import Sample
 
 Grader = Callable[[Sample, dict], float]
@@ -157,24 +160,29 @@ class NumericMatch:
 
 @dataclass(frozen=True)
 class RegexMatch:
-    """1.0 when the pattern is found anywhere in the output (re.search)."""
+    """1.0 when the pattern is found anywhere in the output (the regex package's search); past
+    ``time_limit`` seconds the attempt is errored (rlft.rewards.limits)."""
 
-    pattern: re.Pattern
+    pattern: regex_pkg.Pattern
+    time_limit: float
 
     def __call__(self, sample: Sample, item: dict) -> float:
-        return float(self.pattern.search(sample.output_text) is not None)
+        return float(limits.search(self.pattern, sample.output_text, self.time_limit, "regex grader"))
 
 
 @dataclass(frozen=True)
 class PythonGrader:
-    """Calls a user function ``fn(sample, item)`` and coerces its bool/int/float result to float."""
+    """Calls a user function ``fn(sample, item)`` and coerces its bool/int/float result to float;
+    past ``time_limit`` seconds the attempt is errored (SIGALRM, main thread: rlft.rewards.limits)."""
 
     spec: str
     base_dir: str
     fn: Callable[[Sample, dict], Any]
+    time_limit: float = 0.0
 
     def __call__(self, sample: Sample, item: dict) -> float:
-        r = self.fn(sample, item)
+        with limits.time_limit(self.time_limit, f"grader function {self.spec!r}"):
+            r = self.fn(sample, item)
         if isinstance(r, numbers.Real):  # bool and int are Real too; so are numpy scalars
             return float(r)
         raise TypeError(
@@ -183,7 +191,7 @@ class PythonGrader:
         )
 
     def __reduce__(self):  # reload by spec in another process: a file-loaded module has no import path
-        return (_python_grader_from_spec, (self.spec, self.base_dir))
+        return (_python_grader_from_spec, (self.spec, self.base_dir, self.time_limit))
 
 
 def load_function(spec: str, base_dir: str | Path) -> Callable:
@@ -227,8 +235,8 @@ def load_function(spec: str, base_dir: str | Path) -> Callable:
     return fn
 
 
-def _python_grader_from_spec(spec: str, base_dir: str) -> PythonGrader:
-    return PythonGrader(spec, base_dir, load_function(spec, base_dir))
+def _python_grader_from_spec(spec: str, base_dir: str, time_limit: float = 0.0) -> PythonGrader:
+    return PythonGrader(spec, base_dir, load_function(spec, base_dir), time_limit)
 
 
 # --- factories: (cfg, base_dir, where) -> Grader; ``where`` names the table in messages ----------
@@ -254,8 +262,8 @@ def regex(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
     if not cfg.pattern:
         raise ConfigError(f"{where}.pattern is empty; the regex grader needs one, e.g. pattern = \"\\\\bParis\\\\b\"")
     try:
-        return RegexMatch(re.compile(cfg.pattern))
-    except re.error as e:
+        return RegexMatch(regex_pkg.compile(cfg.pattern), cfg.time_limit)
+    except regex_pkg.error as e:
         msg = f"{where}.pattern = {cfg.pattern!r}: not a valid regular expression: {e}; fix the pattern"
         raise ConfigError(msg) from None
 
@@ -269,7 +277,7 @@ def python(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:
     if not cfg.function:
         raise ConfigError(f"{where}.function is empty; the python grader needs one, e.g. function = \"graders.py:score\" "
                           f"(or source = \"def grade(sample, item): ...\" to run it sandboxed)")
-    return _python_grader_from_spec(cfg.function, str(base_dir))
+    return _python_grader_from_spec(cfg.function, str(base_dir), cfg.time_limit)
 
 
 def code_tests(cfg: GraderConfig, base_dir: Path, where: str) -> Grader:

@@ -188,7 +188,10 @@ def multi(cfg: GraderConfig, base_dir: Path, where: str) -> Multi:
     if unused:  # a grader that cannot change the reward is almost always a typo in the formula
         raise ConfigError(f"{where}.calculate_output = {cfg.calculate_output!r} does not use {', '.join(unused)}; "
                           f"use it or remove {where}.graders.{unused[0]}")
-    graders = {name: make_grader(sub, base_dir, f"{where}.graders.{name}") for name, sub in cfg.graders.items()}
+    default = GraderConfig().time_limit  # a sub-grader left at the default takes the multi's time_limit
+    subs = {name: sub if sub.time_limit != default else dataclasses.replace(sub, time_limit=cfg.time_limit)
+            for name, sub in cfg.graders.items()}
+    graders = {name: make_grader(sub, base_dir, f"{where}.graders.{name}") for name, sub in subs.items()}
     batched = any(hasattr(g, "grade_group") for g in graders.values())
     return (BatchedMulti if batched else Multi)(graders, formula)
 
