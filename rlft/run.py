@@ -24,6 +24,7 @@ import torch
 
 from rlft import checkpoint
 from rlft.config import ConfigError, Job, job_to_toml
+from rlft.context import check_context
 from rlft.data import load_items
 from rlft.eval import evaluate
 from rlft.models import build_tiny_model, check_model_dir, encode_prompt, load_model, load_tokenizer, pick_device, pick_dtype, save_final
@@ -211,7 +212,8 @@ def make_run_dir(out: Path, writable: bool) -> None:
 def start(job: Job, training: bool = True, check: Callable[[Any], Any] | None = None) -> Run:
     """Create the run directory, find the checkpoint to resume from (``training``), write the
     resolved config, load the tokenizer, run ``check(tokenizer)`` (data checks that need it, so
-    they fail before the model loads; its result is ``run.checked``), load the model."""
+    they fail before the model loads; its result, ``run.checked``, is (items, prompt ids or SFT
+    demonstrations)), check those and the eval prompts fit the model's context, load the model."""
     out = Path(resolve(job, job.run.out))
     make_run_dir(out, training)
     settings = fingerprint(job) if training else {}  # hashes the training file: once per run
@@ -228,9 +230,11 @@ def start(job: Job, training: bool = True, check: Callable[[Any], Any] | None = 
     check_model_dir(path)
     tokenizer = load_tokenizer(path)
     checked = check(tokenizer) if check is not None else None
+    eval_prompts = [encode_prompt(tokenizer, it[job.data.prompt]) for it in eval_items]
+    trained = checked or ([], [])  # check's (items, prompt ids or SFT demonstrations)
+    check_context(job, path, [*eval_items, *trained[0]], [*eval_prompts, *trained[1]])
     lora = None if job.model.lora is None else vars(job.model.lora)
     model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), lora=lora)
-    eval_prompts = [encode_prompt(tokenizer, it[job.data.prompt]) for it in eval_items]
     # training: logs cut back to where the checkpoint left them (or emptied); eval, or a finished
     # run run again: appended to
     tracker = Tracker(out, resume=state.get("tracker", {}) if training and not finished(job, out, state) else None)
