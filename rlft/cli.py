@@ -89,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("world", help="a built-in world name (retail) or a world folder")
     _job_parser(wsub, "eval", "score model.path on the world's held-out tasks: pass@1, pass@k, pass^k, violations",
                 "Play eval.samples episodes of every task in [world] eval_split; writes world_eval.json in run.out.")
-    ex = sub.add_parser("export", help="write a run's trained model (or a model folder) as GGUF for llama.cpp, Ollama, LM Studio",
+    ex = sub.add_parser("export", help="write a run's model (or a model folder) as GGUF: llama.cpp, Ollama, LM Studio",
                         description="Write RUN_OR_MODEL as one GGUF file (f16 or f32 tensors, tokenizer and chat "
                         "template): a run folder's final/ (else its newest checkpoint) or a Hugging Face model folder. "
-                        "Architectures: llama (Llama, SmolLM2, the tiny model), qwen2. See docs/real-models.md.")
+                        "Architectures: llama (Llama 3, SmolLM2, the tiny model), qwen2. See docs/real-models.md.")
     ex.add_argument("source", metavar="RUN_OR_MODEL", help="a run folder (runs/NAME) or a Hugging Face model folder")
     ex.add_argument("--gguf", required=True, metavar="OUT.gguf", help="the GGUF file to write")
     ex.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="tensor type (default: f16; norms stay f32)")

@@ -124,6 +124,35 @@ def read_architecture(file: Path) -> str:
     return arch
 
 
+# tokenizer.ggml.pre values that transformers rebuilds as plain GPT-2 splitting, as llama.cpp
+# splits them (llama-vocab.cpp): smollm splits every digit alone before GPT-2's regex
+PRE_TOKENIZERS_MISSED = {
+    "smollm": {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+    ]},
+}
+
+
+def repair_tokenizer(file: Path, out_dir: Path) -> None:
+    """Make the saved tokenizer.json tokenize as llama.cpp does with ``file``, where transformers'
+    GGUF tokenizer does not: drop the ``<|endoftext|>`` its GPT-2 tokenizer adds when the file has
+    none (an id past the model's embeddings), and split text before BPE as the file's
+    tokenizer.ggml.pre says (``PRE_TOKENIZERS_MISSED``)."""
+    from transformers.integrations.gguf import read_gguf_metadata
+
+    metadata = read_gguf_metadata(str(file))[0]
+    path = out_dir / "tokenizer.json"
+    if "tokenizer.ggml.tokens" not in metadata or not path.is_file():
+        return
+    state = json.loads(path.read_text(encoding="utf-8"))
+    n_tokens = metadata["tokenizer.ggml.tokens"]  # read_gguf_metadata leaves the token list as its length
+    state["added_tokens"] = [t for t in state["added_tokens"] if t["id"] < n_tokens]
+    if metadata.get("tokenizer.ggml.pre") in PRE_TOKENIZERS_MISSED:
+        state["pre_tokenizer"] = PRE_TOKENIZERS_MISSED[metadata["tokenizer.ggml.pre"]]
+    path.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+
+
 def convert(file: Path, out_dir: Path, arch: str | None = None) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -148,6 +177,7 @@ def convert(file: Path, out_dir: Path, arch: str | None = None) -> Path:
     model.generation_config = gguf_model.generation_config
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    repair_tokenizer(file, out_dir)
     return out_dir
 
 

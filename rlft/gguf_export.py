@@ -53,7 +53,7 @@ class Arch:
 
 # Hugging Face config.model_type -> how llama.cpp stores it
 ARCHS = {
-    "llama": Arch("llama", True, "Llama 2/3, SmolLM/SmolLM2, Mistral-style, rlft's tiny model"),
+    "llama": Arch("llama", True, "Llama 3, SmolLM/SmolLM2, rlft's tiny model"),
     "qwen2": Arch("qwen2", False, "Qwen2, Qwen2.5"),
 }
 
@@ -189,6 +189,7 @@ def pre_tokenizer_name(tokenizer, folder: Path) -> str:
 
 def add_hparams(writer, config, file_type: int, name: str) -> None:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads  # Qwen2: none
+    writer.add_type("model")
     writer.add_name(name)
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
@@ -211,9 +212,10 @@ def add_tokenizer(writer, gguf, folder: Path, tokenizer, vocab_size: int, pre: s
     converter writes a byte-level BPE vocabulary (``TextModel.get_vocab_base``)."""
     vocab = {i: t for t, i in tokenizer.get_vocab().items()}
     if max(vocab) >= vocab_size:
-        raise GGUFError(f"{folder}: the tokenizer has token id {max(vocab)} but the model embeds only "
-                        f"{vocab_size} tokens")
-    added, T = tokenizer.added_tokens_decoder, gguf.TokenType
+        raise GGUFError(f"{folder}: the tokenizer has token id {max(vocab)} but the model embeds only {vocab_size} "
+                        "tokens; fix: resize the embeddings (model.resize_token_embeddings) or drop the added tokens "
+                        "past them from tokenizer.json")
+    added, T = tokenizer.added_tokens_decoder, gguf.TokenType  # T.NORMAL, T.CONTROL, ...
     tokens, types = [], []
     for i in range(vocab_size):  # rows past the tokenizer (padding to a round size) are unused
         if i in added:
@@ -229,6 +231,12 @@ def add_tokenizer(writer, gguf, folder: Path, tokenizer, vocab_size: int, pre: s
     special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=vocab_size)
     if not special.merges:
         raise GGUFError(f"{folder}: tokenizer.json has no BPE merges; llama.cpp cannot tokenize without them")
+    # special ids from the tokenizer, not from config.json (a config's default bos_token_id = 1
+    # would name a token the tokenizer never uses)
+    ids = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "unk": tokenizer.unk_token_id,
+           "pad": tokenizer.pad_token_id}
+    special.special_token_ids = {**{k: v for k, v in special.special_token_ids.items() if k not in ids},
+                                 **{k: v for k, v in ids.items() if v is not None}}
     # what the tokenizer does, not what a config claims: a BOS / EOS added around plain text
     with_special = tokenizer("a").input_ids
     bare = tokenizer("a", add_special_tokens=False).input_ids
