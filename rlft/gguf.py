@@ -10,7 +10,7 @@ Forms of ``model.path`` handled here (anything else is returned unchanged, as a 
 The first load dequantizes with transformers (``from_pretrained(..., gguf_file=...)``, float32),
 rebuilds a plain model from its config without ``quantization_config`` (a GGUF-loaded model
 refuses ``save_pretrained``), and writes safetensors + tokenizer (chat template kept) to
-``$RLFT_CACHE/gguf/<sha256[:16]>/`` (``RLFT_CACHE`` defaults to ``~/.cache/rlft``), via a temp
+``$RLFT_CACHE/gguf/<sha256[:16]>-v<CONVERTER>/`` (``RLFT_CACHE`` defaults to ``~/.cache/rlft``), via a temp
 folder renamed into place. Later loads only hash the file. Needs ``pip install 'rlft[gguf]'``.
 
 Bad input fails before anything loads, one line naming the file: missing file
@@ -32,6 +32,7 @@ GGUF_MAGIC = b"GGUF"
 PKG_PREFIX = "pkg:"
 CHUNK = 1 << 20
 CACHE_INFO = "rlft-gguf.json"
+CONVERTER = 2  # bumped when the conversion changes, so an older cache is converted again (2: digits split)
 
 _resolved: dict[tuple, str] = {}  # (realpath, size, mtime_ns) -> folder: one hash per process and file
 
@@ -190,14 +191,14 @@ def resolve_gguf(path) -> str:
         return _resolved[key]
     digest = sha256_file(file)
     root = cache_root()
-    target = root / digest[:16]
+    target = root / f"{digest[:16]}-v{CONVERTER}"
     if not (target / "config.json").is_file():
         arch = read_architecture(file)
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}-", dir=root))
         try:
             convert(file, tmp, arch)
-            (tmp / CACHE_INFO).write_text(json.dumps({"source": str(file), "sha256": digest, "architecture": arch}, indent=2) + "\n")
+            (tmp / CACHE_INFO).write_text(json.dumps({"source": str(file), "sha256": digest, "architecture": arch, "converter": CONVERTER}, indent=2) + "\n")
             os.chmod(tmp, 0o755)
             try:
                 os.rename(tmp, target)
