@@ -17,7 +17,8 @@ argument (the config below), under ``bwrap`` or ``unshare``. It uses only the st
    given environment and only fds 0-2 plus ``keep_fds``; the child writes ``{"started": true}``
    to ``status_fd`` and closes it just before exec (the program never holds it), so rlft can tell
    a program that killed this init (possible under bwrap) from a sandbox that failed to start.
-   Wait for it and write one JSON line to ``status_fd``: its exit code or signal and CPU seconds.
+   Close ``keep_fds`` here (they are the program's alone). Wait for it and write one JSON line
+   to ``status_fd``: its exit code or signal and CPU seconds.
 4. Exit. This process is PID 1 of the PID namespace (unshare) or the only child of bwrap's PID 1,
    so its exit kills every process the program left behind. An alarm after ``wall_s`` kills the
    program even if rlft itself died meanwhile. The first status line names the PID namespace, so
@@ -160,6 +161,8 @@ def main():
         os.write(status, (json.dumps({"setup_error": str(e)}) + "\n").encode())
         os._exit(126)
     pid = start_program(cfg)
+    for fd in cfg["keep_fds"]:  # the program's (the verdict channel): not held here for it to find
+        os.close(fd)
 
     def on_alarm(signum, frame):  # rlft's own deadline failed (rlft died?): stop regardless
         os.kill(pid, signal.SIGKILL)

@@ -1,36 +1,64 @@
 """Graders that run code in the sandbox: user ``grade(sample, item)`` functions and unit tests
 of model-written code.
 
-Where the verdict comes from. Each run starts a small harness program (below) in the sandbox.
-rlft passes it a fresh random token (128 bits) as the first line of stdin; the harness reads all of
-stdin before any untrusted code runs, so the code cannot read the token there. The harness reports
-on its own pipe (``sandbox.run_channel``), one line per event, each starting with the token; rlft
-reads only that pipe and only lines with the token. So:
+Where the verdict comes from. Each run starts a small harness program in the sandbox. rlft passes
+it a fresh random token (128 bits) as the first line of stdin; the harness reads all of stdin
+before any untrusted code runs. The harness reports on its own pipe (``sandbox.run_channel``), one
+line per event, each starting with the token; rlft reads only that pipe and only lines with the
+token. So printing "PASS", a fake score or a fake record counts for nothing (not read), and an
+exit, a signal, a crash or a timeout before the harness records an outcome leaves no record (python
+grader: SandboxError; code tests: those tests fail).
 
-- printing "PASS", a fake score or a fake record on stdout/stderr counts for nothing (not read);
-- ``sys.exit(0)``, ``os._exit(0)``, a signal, a crash or a timeout before the harness records an
-  outcome leaves no record: no score (python grader: SandboxError; code tests: those tests fail);
-- a test passes only when the harness saw it return; each test is recorded as it finishes.
+Code tests (``run_code_tests``) run in two processes inside the one sandbox run
+(``_code_harness.py``, ``_code_runner.py``, ``_code_codec.py``). The harness, trusted, holds the
+token and the tests and runs the tests; it starts the solution as a fresh interpreter (exec, not
+fork: no memory shared) that gets only fds 0-2 (stdin /dev/null) and the two pipes of a
+request/reply protocol. The names the solution defines are, in the tests, plain builtin values
+rebuilt by the harness, or handles: calling one, reading an attribute, ``len``, ``bool``,
+iterating or ``str`` sends a request; the reply is again a builtin value or a handle. Closed, each
+as a class:
 
-For code tests (``run_code_tests``) also: the tests reach the harness over stdin, read before the
-model's code runs, so no file in the sandbox holds them (reading ``tests.py`` for the answer key
-found nothing to read); only the process that started records, so a forked copy of the solution
-cannot add its passes to the parent's; a test recorded as failed is failed, whatever else was
-recorded; and every single ``x == y`` inside an assert is rewritten to compare types first (int
-and float mix), lists, tuples and dicts (keys of builtin scalar types) element by element, so an
-object whose ``__eq__`` always returns True fails, alone or inside a container. The price: an
-equal value of another type fails too (``numpy.int64(3) == 3``, a ``defaultdict`` for a dict,
-``True`` for ``1``).
+- *the answer key*: the tests are only in the harness's memory — no file holds them, the
+  harness is non-dumpable (no ``/proc/<harness>/mem``, ``fd/``, ``environ``; no ptrace), the
+  solution's stdin is empty, and failure messages are printed after the solution is killed;
+- *forged records*: only the harness holds the verdict channel (close-on-exec; the sandbox init
+  closes its copy), so nothing in the solution's process — a fork, a thread, code walking
+  ``gc`` or frames — has the token or the channel; each test is recorded once, by the harness;
+- *rigged objects*: no object of the solution's exists in the harness; a handle compares,
+  hashes and passes ``isinstance`` by its own identity, never by asking the solution, so a
+  rigged ``__eq__``, ``__ne__``, ``__hash__``, ``__contains__`` or ``__class__`` reaches no
+  comparison; ``bool``, ``len``, ``str`` of a handle are asked once and answered with a plain
+  value, exactly as if the call had returned that value (nothing in a request says what the
+  test expects);
+- *patched modules*: the solution patches only its own process; the tests see Python's builtins
+  under builtin names (a solution's ``def sorted`` is reachable only as ``from solution import
+  sorted``) and the harness's own standard-library modules under module names, and the harness
+  imports nothing from the folder the solution can write;
+- *exits, kills, hangs*: a solution that exits, dies, hangs past the time budget (0.9 of the
+  wall limit) or breaks the protocol fails the test in progress and every later call, with
+  ``SolutionFault`` — a BaseException, so a test's ``except Exception`` does not take it for
+  an error the solution raised; killing or stopping the harness leaves the rest unrecorded:
+  failed, a score, never an errored attempt.
 
-What this does not stop: code running *in the harness's process* that digs the token or the
-compiled tests out of the interpreter's memory (``gc``, frame objects) and writes records itself
-or reads the expected values. No in-process scheme can (CPython has no isolation inside a
-process). It takes deliberate introspection of rlft's harness, not a print, a fork or an exit.
-Nor: patching a module the tests import (tests and solution share ``sys.modules``), rigged
-objects in sets, in dicts with non-scalar keys, or compared by ``!=``, ``in``, chained ``==`` or
-outside an assert, an object whose ``__bool__`` lies in ``assert f(x)``, or a solution that
-special-cases the test inputs it was shown in the prompt; ``rlft check-grader`` runs the attacks
-of ``rewards/sandbox_check.py`` to probe a grader for these.
+Every ``x == y`` inside an assert also compares types first (int and float mix; ``True`` is not
+``1``); lists, tuples and dicts element by element. The price: ``numpy.int64(3)`` for ``3`` fails.
+
+What remains possible: a solution that special-cases the inputs it was shown in the prompt, or
+that it sees as call arguments (it sees every argument and may keep state across calls, e.g.
+answer by call order); whatever the tests ask the solution itself — ``assert f(x) == g(x)`` with
+both its own, ``str(obj)``, a name the tests use without defining or importing it (other than a
+builtin or a standard-library module: ``sqrt`` from the solution's ``from math import sqrt`` is
+the solution's); a test that prints its expected values while the solution runs (it can read its
+own stdout pipe); killing the harness (same uid), which only loses it its unrecorded tests.
+``rlft check-grader`` runs ``rewards/code_hacks.py`` (tricks against honest twins) on a code
+grader's items to probe for these.
+
+What crosses: None, bool, int (any size), float (inf, nan), str, bytes, list, tuple, dict, set,
+frozenset and handles; subclasses as their base (a namedtuple as a tuple). Arguments the tests
+pass must be such values or the solution's own objects: a test passing a lambda or an instance of
+a class the tests define is *unusable* (``SandboxError``). List, dict and set arguments changed by
+a call are changed in the tests too. A reply over ``memory_mb / 32`` MiB breaks the protocol;
+module-level values over 100,000 elements reach the tests as handles.
 
 Failure semantics (DESIGN.md §4): ``run_python_grader`` raises ``SandboxError`` for anything but a
 finite number returned by ``grade`` — the attempt is *errored*. ``run_code_tests`` scores model
@@ -47,6 +75,7 @@ import re
 import secrets
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from rlft.rewards.sandbox import SandboxError, SandboxLimits, SandboxResult, run_channel
@@ -78,84 +107,10 @@ def main(write=os.write, exit=os._exit, isfinite=math.isfinite, Real=numbers.Rea
 main()
 """
 
-# Harness for run_code_tests. stdin: token line, then JSON {mode, tests}; solution.py in cwd.
-# Everything the harness needs is compiled and bound before the model's code runs, and the tests
-# run with the builtins as they were then, so patching compile/exec/builtins cannot skip a test.
-# The tests come over stdin, read before the model's code runs: no file holds them. Records are
-# written only by the process that started (a forked copy of the solution cannot add passes), and
-# `x == y` in asserts compares with a type check first (an object whose __eq__ is always true fails).
-_TESTS_HARNESS = r"""
-import ast, builtins, json, os, sys, traceback
-class Eq(ast.NodeTransformer):  # every `a == b` (one operator) in an assert -> __rlft_eq(a, b)
-    def visit_Compare(self, t):
-        self.generic_visit(t)
-        if len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq):
-            return ast.Call(ast.Name("__rlft_eq", ast.Load()), [t.left, t.comparators[0]], [])
-        return t
-class Strict(ast.NodeTransformer):
-    def visit_Assert(self, node):
-        self.generic_visit(node)
-        node.test = Eq().visit(node.test)
-        return node
-def main(write=os.write, exit=os._exit, run=exec, print_exc=traceback.print_exc, getpid=os.getpid):
-    fd = int(os.environ.pop("RLFT_CHANNEL_FD"))
-    token = sys.stdin.readline().strip()
-    payload = json.loads(sys.stdin.read())
-    mode, tree = payload.pop("mode"), ast.parse(payload.pop("tests"), "tests.py")
-    pristine = dict(vars(builtins))
-    tree = ast.fix_missing_locations(Strict().visit(tree))
-    if mode == "functions":
-        names = [s.name for s in tree.body if isinstance(s, ast.FunctionDef) and s.name.startswith("test")]
-        steps = [(None, compile(tree, "tests.py", "exec"))]
-        steps += [(i, compile(n + "()", "tests.py", "exec")) for i, n in enumerate(names)]
-    else:
-        steps, i = [], 0
-        for s in tree.body:
-            steps.append((i if isinstance(s, ast.Assert) else None, compile(ast.Module([s], []), "tests.py", "exec")))
-            i += isinstance(s, ast.Assert)
-    del tree
-    source = open("solution.py").read()
-    me = getpid()
-    def emit(text):
-        if getpid() == me:  # not a forked copy
-            write(fd, (token + " " + text + "\n").encode())
-    def strict_eq(a, b, type=type, len=len, all=all, zip=zip, num=(int, float),
-                  plain=(int, float, str, bytes, bool, type(None))):
-        # the same type first: an int expected is matched only by an int, whatever __eq__ says;
-        # lists, tuples and dicts element by element, so a list of rigged objects fails too
-        ta, tb = type(a), type(b)
-        if ta in num and tb in num:
-            return a == b
-        if ta is not tb:
-            return False
-        if ta is list or ta is tuple:
-            return len(a) == len(b) and all(strict_eq(x, y) for x, y in zip(a, b))
-        if ta is dict and all(type(k) in plain for k in b):  # keys of builtin scalars hash honestly
-            return len(a) == len(b) and all(type(k) in plain for k in a) and all(
-                k in b and strict_eq(v, b[k]) for k, v in a.items())
-        return (a == b) is True
-    emit("start")
-    ns = {"__name__": "solution"}
-    try:
-        run(compile(source, "solution.py", "exec"), ns)
-    except BaseException:
-        print_exc()
-        exit(0)
-    tns = {**ns, "__name__": "tests", "__builtins__": pristine, "__rlft_eq": strict_eq}
-    for i, step in steps:
-        try:
-            run(step, tns)
-        except BaseException:
-            print_exc()
-            if i is None:
-                break
-            emit(f"fail {i}")
-        else:
-            if i is not None:
-                emit(f"pass {i}")
-    exit(0)
-main()
-"""
+# run_code_tests: the trusted harness and the solution's runner, each a program of joined files.
+_HERE = Path(__file__).parent
+_TESTS_HARNESS = "\n".join((_HERE / f).read_text() for f in ("_code_codec.py", "_code_proxy.py", "_code_harness.py"))
+_RUNNER = "\n".join((_HERE / f).read_text() for f in ("_code_codec.py", "_code_runner.py"))
 
 
 def _records(channel: bytes, token: str) -> list[str]:
@@ -234,16 +189,33 @@ def code_tests_result(code: str, tests: str, limits: SandboxLimits | None = None
                       allow_unsandboxed: bool = False, backend: str | None = None) -> tuple[float, SandboxResult]:
     """``run_code_tests``'s score and the run behind it (how it ended, its output)."""
     mode, n = _test_mode(tests)
+    limits = limits or SandboxLimits()
     token = secrets.token_hex(16)
+    payload = {"mode": mode, "tests": tests, "runner": _RUNNER, "budget_s": _budget_s(limits),
+               "reply_bytes": max(2**20, limits.memory_mb * 2**20 // 32)}
     r, channel = run_channel([sys.executable, "-I", "-c", _TESTS_HARNESS], files={"solution.py": code},
-                             stdin=f"{token}\n{json.dumps({'mode': mode, 'tests': tests})}", limits=limits,
+                             stdin=f"{token}\n{json.dumps(payload)}", limits=limits,
                              allow_unsandboxed=allow_unsandboxed, backend=backend)
-    recs = _records(channel, token)
-    if not recs or recs[0] != "start":
+    recs = [rec.split(" ", 2) for rec in _records(channel, token)]
+    if not recs or recs[0] != ["start"]:
         raise SandboxError(f"code tests: the harness did not start: it {_why(r)}")
-    passed = {int(rec.split()[1]) for rec in recs if rec.startswith("pass ")}
-    failed = {int(rec.split()[1]) for rec in recs if rec.startswith("fail ")}
+    for rec in recs:
+        if rec[0] == "error":
+            raise SandboxError(f"code tests: the harness failed: {json.loads(rec[1])}")
+        if rec[0] == "unusable":
+            raise SandboxError(f"code tests: test {int(rec[1]) + 1} cannot be run against a solution in its own "
+                               f"process: {json.loads(rec[2])}; fix the dataset's tests: pass the solution only "
+                               f"builtin values (numbers, strings, lists, tuples, dicts, sets, bytes, None) or "
+                               f"objects it returned")
+    passed = {int(rec[1]) for rec in recs if rec[0] == "pass"}
+    failed = {int(rec[1]) for rec in recs if rec[0] == "fail"}
     return len((passed - failed) & set(range(n))) / n, r  # a test recorded both ways failed
+
+
+def _budget_s(limits: SandboxLimits) -> float:
+    """Seconds the harness gives the solution, from its own start: inside the sandbox's wall time,
+    with room to record the rest and exit before the sandbox kills it."""
+    return max(0.1, 0.9 * limits.wall_s - 0.1)
 
 
 # --- grader factory --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlft.rewards.code import code_tests_result, run_python_grader
+from rlft.rewards.code_hacks import HACK_ATTACKS, HACK_EXPECTED_SCORE
 from rlft.rewards.sandbox import SandboxError, SandboxLimits, SandboxResult
 
 LIMITS = SandboxLimits(wall_s=1.0, cpu_s=1.0, memory_mb=512, processes=16, output_bytes=100_000,
@@ -33,7 +34,7 @@ SECRET_ENV = "RLFT_CHECK_API_KEY"
 
 _PRELUDE = "import ctypes, os, socket, sys, time\nctypes.CDLL(None).prctl(15, b'{marker}', 0, 0, 0)\n"
 
-# name -> (model code, test). {secret}, {path}, {port}, {env} are filled in per run. Every test
+# name -> (model code, test). {secret}, {path}, {port}, {env}, {num} are filled in per run. Every test
 # fails unless the attack works, except the daemon's: it passes; what matters is that its
 # detached grandchild is gone afterwards.
 TEST_ATTACKS: dict[str, tuple[str, str]] = {
@@ -59,16 +60,9 @@ TEST_ATTACKS: dict[str, tuple[str, str]] = {
     "detached daemon": (
         "def solve():\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n            time.sleep(3600)\n"
         "        os._exit(0)\n    time.sleep(0.3)\n    return 1", "assert solve() == 1"),
-    # reward hacks: the answer key, a forked copy's passes, an object equal to everything
-    "read the tests": ("import re\nK = re.findall(r'== (\\d+)', open('tests.py').read())\ndef solve():\n    return int(K[0])",
-                       "assert solve() == 7"),
-    "fork: passes of two processes": (
-        "pid = os.fork()\nif pid:\n    os.waitpid(pid, 0)\ndef solve():\n    return 1 if pid == 0 else 2",
-        "assert solve() == 1\nassert solve() == 2"),
-    "rigged __eq__": ("class Any:\n    def __eq__(self, other): return True\ndef solve():\n    return Any()",
-                      "assert solve() == 1"),
+    **HACK_ATTACKS,  # the reward hacks on code tests: rewards/code_hacks.py
 }
-_EXPECTED_SCORE = {"detached daemon": 1.0, "fork: passes of two processes": 0.5}  # the parent's own pass counts
+_EXPECTED_SCORE = {"detached daemon": 1.0, **HACK_EXPECTED_SCORE}
 
 # name -> grader source; stopped = SandboxError (errored), never a score.
 GRADER_ATTACKS: dict[str, str] = {
@@ -106,7 +100,7 @@ def leftovers(marker: str) -> list[int]:
 def stopped_by(r: SandboxResult, score: float) -> str:
     if r.killed_reason:
         return {"wall": "wall-time kill", "cpu": "CPU-time limit", "output": "output limit (truncated)"}[r.killed_reason]
-    errors = [line for line in r.stderr.splitlines() if "Error" in line or "Exception" in line]
+    errors = [line for line in r.stderr.splitlines() if any(w in line for w in ("Error", "Exception", "Fault"))]
     if errors:
         return errors[-1][:70]
     if score == 0.0:
@@ -147,7 +141,8 @@ def run_test_attack(name: str, backend: str | None = None, limits: SandboxLimits
         path = Path(tmp) / "outside.txt"
         path.write_text(secret)
         os.environ[SECRET_ENV] = secret
-        fill = dict(secret=secret, path=str(path), port=listener.getsockname()[1], env=SECRET_ENV)
+        fill = dict(secret=secret, path=str(path), port=listener.getsockname()[1], env=SECRET_ENV,
+                    num=secrets.randbelow(9 * 10**11) + 10**11)
         t0 = time.monotonic()
         try:
             with _watch(marker) as peak:
