@@ -104,6 +104,7 @@ def main(job: Job, n_items: int = 50) -> int:
     from rich.table import Table
 
     from rlft.data import load_items
+    from rlft.rewards.code_hacks import code_hack_risks
     from rlft.rewards.graders import make_grader
 
     source = job.data.eval or job.data.train
@@ -120,6 +121,7 @@ def main(job: Job, n_items: int = 50) -> int:
         table.add_row(r.name, f"{r.mean:.3f}", lo, hi, "" if r.name == "reference" else str(r.matched), str(r.errors), verdict)
     console = Console()
     console.print(table)
+    bad += code_hack_risks(job, items)  # code_tests graders: reward hacks against honest twins
     if not rows[0].scores or rows[0].mean <= 0:
         console.print("[red]references do not score above 0[/]: check grader.reference and data.completion")
         return 1
