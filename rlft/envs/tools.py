@@ -14,9 +14,9 @@
 **Tool-call formats** (``TOOL_FORMATS``), one per way a model writes a call:
 
 - ``compact`` (the default for tokenizers whose chat template knows nothing of tools, e.g. the
-  built-in tiny model): a reply with a line that is ``call`` followed by a Python-style call with
-  keyword arguments and literal values; lines before it are the agent's notes (what it read, a
-  thought), lines after it are ignored::
+  built-in tiny model and SmolLM2-135M-Instruct): a reply with a line that is ``call`` followed
+  by a Python-style call with keyword arguments and literal values; lines before it are the
+  agent's notes (what it read, a thought), lines after it are ignored::
 
       status=delivered days_since_delivery=12
       call refund_item(order_id=1042, item=3, reason="damaged")

@@ -153,7 +153,8 @@ def _step(ep: _Episode, c: Completion, renderer: ChatRenderer, limits: Limits, p
     if ep.turns >= limits.max_turns:
         ep.stop = "max_turns"
         return
-    between = renderer.between(before, c.text, result.messages, ep.env.tools, c.stop_reason == "eos")
+    eos = renderer.tokenizer.decode(c.tokens[-1:]) if c.stop_reason == "eos" else False  # which EOS it sampled
+    between = renderer.between(before, c.text, result.messages, ep.env.tools, eos)
     ep.history = [*ep.history, *result.messages]
     ep.add(between, False)
     if len(ep.tokens_T) + params.max_new_tokens > limits.max_length:

@@ -8,7 +8,7 @@ env, the reward from the end state), so the loop does not change shape.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -21,7 +21,7 @@ from rlft.eval import score as score_rewards
 from rlft.rollout.render import ChatRenderer
 from rlft.rollout.runner import Limits, run_episodes
 from rlft.rollout.sampler import HFSampler, SamplingParams
-from rlft.run import resolve
+from rlft.run import model_path, resolve
 
 
 def open_world(job: Job) -> World:
@@ -66,10 +66,11 @@ class WorldRollout:
 
 
 def evaluate_world(rollout: WorldRollout, sampler, split: str, params: SamplingParams, samples: int, seed: int,
-                   batch_tasks: int = 32) -> dict[str, float]:
+                   batch_tasks: int = 32, log: Callable[[dict], None] | None = None) -> dict[str, float]:
     """Held-out metrics over ``split``: pass@1, pass@k and pass^k (k = samples), mean reward,
     policy violations (writes that left a wrong end state), stop reasons, and success per task
-    kind (``success/KIND``) for tasks that carry a ``kind``."""
+    kind (``success/KIND``) for tasks that carry a ``kind``. ``log`` gets each episode's row
+    (task, attempt, reward, stop reason, transcript after the opening, tool calls)."""
     generator = torch.Generator().manual_seed(seed)
     tasks = rollout.world.tasks[split][: rollout.job.eval.size or None]
     renderer = ChatRenderer(sampler.tokenizer, pick_format(rollout.job.world.tool_format, sampler.tokenizer))
@@ -81,13 +82,17 @@ def evaluate_world(rollout: WorldRollout, sampler, split: str, params: SamplingP
         groups, _ = run_episodes(sampler, renderer, envs_P_G, chunk, params, rollout.limits, generator)
         for g, envs_G in zip(groups, envs_P_G):
             rewards_P_N.append([t.reward for t in g.trajectories_G])
-            for t, env in zip(g.trajectories_G, envs_G):
+            for attempt, (t, env) in enumerate(zip(g.trajectories_G, envs_G)):
                 info = t.metadata if "violation" in t.metadata else score(rollout.world, env.task, env.db, env.said, env.wrote, False)[1]
                 violations += bool(info["violation"])  # episodes cut by a limit are judged on their writes too
                 if "kind" in env.task:
                     by_kind.setdefault(env.task["kind"], []).append(t.reward >= 1.0)
                 stops[t.stop_reason] = stops.get(t.stop_reason, 0) + 1
                 n += 1
+                if log is not None:
+                    log({"task": env.task["id"], "instruction": env.task["instruction"], "attempt": attempt,
+                         "reward": t.reward, "stop_reason": t.stop_reason, "transcript": t.text, **t.metadata,
+                         "actions": env.actions})
     out = score_rewards(rewards_P_N, samples)
     out |= {"violation_rate": violations / n, **{f"stop/{k}": v / n for k, v in stops.items()}, "tasks": float(len(tasks))}
     out |= {f"success/{k}": sum(v) / len(v) for k, v in sorted(by_kind.items())}
@@ -96,7 +101,8 @@ def evaluate_world(rollout: WorldRollout, sampler, split: str, params: SamplingP
 
 def world_eval(job: Job, split: str = "") -> dict[str, float]:
     """``rlft world eval JOB``: score model.path on the world's held-out tasks (eval.samples
-    attempts each, eval.temperature); writes world_eval.json in run.out."""
+    attempts each, eval.temperature); writes world_eval.json (the metrics) and
+    world_eval_samples.jsonl (one line per episode, ``evaluate_world``'s rows) in run.out."""
     import json
     from pathlib import Path
 
@@ -106,14 +112,18 @@ def world_eval(job: Job, split: str = "") -> dict[str, float]:
     split = split or job.world.eval_split
     if split not in rollout.world.tasks:
         raise ConfigError(f"[world] eval_split {split!r}: world has task files {', '.join(rollout.world.tasks)}")
-    path = resolve(job, job.model.path)
+    out = Path(resolve(job, job.run.out))
+    out.mkdir(parents=True, exist_ok=True)
+    path = model_path(job, out)  # a folder relative to the job file, else a hub id or pkg:...gguf as written
     device = pick_device(job.run.device)
     model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), trainable=False)
     sampler = HFSampler(model, load_tokenizer(path))
     s = job.sampling
     params = SamplingParams(s.max_new_tokens, job.eval.temperature, s.top_p, s.top_k, tuple(s.stop))
-    metrics = evaluate_world(rollout, sampler, split, params, job.eval.samples, job.run.seed)
-    out = Path(resolve(job, job.run.out))
-    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "world_eval_samples.jsonl", "w", encoding="utf-8") as f:
+        def log(row: dict) -> None:
+            f.write(json.dumps(row, default=str) + "\n")
+
+        metrics = evaluate_world(rollout, sampler, split, params, job.eval.samples, job.run.seed, log=log)
     (out / "world_eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
