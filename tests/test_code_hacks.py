@@ -4,7 +4,7 @@
 
 The solution runs in its own interpreter; the tests run in the harness and see the solution's
 names as values and handles (rlft/rewards/_code_harness.py). The per-class attacks
-(rewards/code_hacks.py HACK_ATTACKS) run on every backend in tests/test_sandbox.py; here: the
+(rewards/code_attacks.py HACK_ATTACKS) run on every backend in tests/test_sandbox.py; here: the
 issue's reproductions, the generic hacks against their honest twins, and the protocol itself.
 """
 
@@ -200,3 +200,9 @@ def test_the_solution_holds_no_fd_but_its_own():
     code = "import os\ndef fds(): return sorted(int(f) for f in os.listdir('/proc/self/fd'))\n"
     score, r = code_tests_result(code, "assert len(fds()) == 6 and fds()[:3] == [0, 1, 2]")  # + 2 pipes + listdir's
     assert score == 1.0, r.stderr
+
+
+@needs_sandbox
+def test_tests_can_check_files_the_solution_wrote():
+    code = "import json\ndef save(path, obj):\n    with open(path, 'w') as f:\n        json.dump(obj, f)"
+    assert run_code_tests(code, "import json\nsave('out.json', {'a': 1})\nassert json.load(open('out.json')) == {'a': 1}") == 1.0

@@ -1,6 +1,6 @@
 """The code sandbox (rlft/rewards/sandbox.py, code.py): real attacks, each stopped, with nothing left.
 
-    python -m pytest -q tests/test_sandbox.py        # about 20-35 s: wall-time limits are waited out
+    python -m pytest -q tests/test_sandbox.py        # about 60-100 s: wall-time limits are waited out
 
 Every test runs once per backend that works on this machine (bwrap, unshare); one that does not
 work is skipped with the reason. Semantics under test: model code that misbehaves scores 0.0 for

@@ -3,16 +3,18 @@ runs in a process of its own and reaches the tests only as answers to calls.
 
 Not imported by rlft: ``rlft.rewards.code`` joins ``_code_codec.py``, ``_code_proxy.py`` (the
 protocol: ``Solution``, ``Remote``) and this file, and runs that as ``python -I -c TEXT`` in the
-sandbox. stdin: the token line, then JSON {mode, tests,
-runner, budget_s, reply_bytes}; the verdict channel is fd ``$RLFT_CHANNEL_FD``.
+sandbox. stdin: the token line, then JSON {mode, tests, runner, deadline (on time.monotonic's
+clock), reply_bytes}; the verdict channel is fd ``$RLFT_CHANNEL_FD``.
 
 1. Before anything untrusted exists: make this process non-dumpable (``PR_SET_DUMPABLE`` 0, so
    another process of the same uid cannot read ``/proc/<this>/mem``, ``fd/``, ``environ`` or
    ptrace it), read all of stdin, mark the channel close-on-exec, compile the tests, record "start".
 2. Start the solution (``Solution``): ``posix_spawn`` of a fresh interpreter running the runner —
    exec, not fork, so it shares no memory with this one; it inherits only fds 1-2, a /dev/null
-   stdin and the two pipes of the protocol. Then leave the folder the solution can write
-   (``chdir /``, HOME and TMPDIR pointed nowhere): nothing here reads a file it wrote.
+   stdin and the two pipes of the protocol. Then point HOME nowhere: ``-I`` keeps /sandbox off
+   ``sys.path``, and packages the tests import find no configuration the solution wrote in ~.
+   The tests keep /sandbox as their working directory (a test may check a file the solution
+   wrote: that is data, like a reply).
 3. Bind the names the solution defines into the tests' namespace (``namespace``): values as
    plain builtins, rebuilt by the codec; functions, classes and other objects as ``Remote``
    handles whose calls, attributes, items, ``len``, ``bool``, iteration and ``str`` are requests
@@ -36,7 +38,6 @@ import json
 import os
 import signal
 import sys
-import time
 import traceback
 import types
 
@@ -164,7 +165,6 @@ def main():
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "code-test harness: prctl(PR_SET_DUMPABLE, 0) failed")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    t0 = time.monotonic()
     fd = int(os.environ.pop("RLFT_CHANNEL_FD"))
     os.set_inheritable(fd, False)
     token = sys.stdin.readline().strip()
@@ -176,12 +176,11 @@ def main():
 
     emit("start")
     try:
-        sol = Solution(payload["runner"], dict(os.environ), t0 + payload["budget_s"], payload["reply_bytes"])
+        sol = Solution(payload["runner"], dict(os.environ), payload["deadline"], payload["reply_bytes"])
     except OSError as e:  # nothing of the solution has run: the sandbox's fault, not the solution's
         emit("error " + json.dumps(f"could not start the solution's interpreter: {e}"))
         os._exit(0)
-    os.chdir("/")
-    os.environ.update(HOME="/nonexistent", TMPDIR="/nonexistent")
+    os.environ["HOME"] = "/nonexistent"
     log, out, err = [], sys.stdout, sys.stderr
     sys.stdout, sys.stderr = Held(), Held()  # what the tests print, shown once the solution is gone
     try:

@@ -28,7 +28,9 @@ class Solution:
         (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
         for fd in (request_r, reply_w):
             os.set_inheritable(fd, True)  # only these two cross the exec, and fds 0-2 below
-        argv = [sys.executable, "-I", "-c", runner, str(request_r), str(reply_w)]
+        # -S: the harness's sys.path (site-packages and the folders .pth files add) is passed on,
+        # so the solution imports what it could, without running site and .pth hooks again.
+        argv = [sys.executable, "-I", "-S", "-c", runner, str(request_r), str(reply_w), json.dumps(sys.path)]
         # Its stdout and stderr are pipes to this process, copied on to the harness's own: it holds
         # nothing of the harness's, so it cannot read what the tests print (/proc/self/fd/1).
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),

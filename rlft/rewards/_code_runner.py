@@ -1,10 +1,10 @@
 """The solution's side of the code tests: its own interpreter, started by the harness.
 
 Not imported by rlft: ``rlft.rewards.code`` prepends ``_code_codec.py`` to this file's text, and the
-harness (``_code_harness.py``) runs that as ``python -I -c TEXT REQUEST_FD REPLY_FD`` — exec'd, not
-forked, so nothing of the harness's memory is here: not the tests, not the token, not the verdict
-channel. Everything in this process is the solution's to change, this code included, and the
-harness trusts none of it: this is only the honest way to answer the harness.
+harness (``_code_proxy.py``) runs that as ``python -I -S -c TEXT REQUEST_FD REPLY_FD SYS_PATH`` —
+exec'd, not forked, so nothing of the harness's memory is here: not the tests, not the token, not
+the verdict channel. Everything in this process is the solution's to change, this code included,
+and the harness trusts none of it: this is only the honest way to answer the harness.
 
 1. Run ``solution.py`` as module ``solution``, then send ``[0, "ready", [[name, kind, x], ...]]``:
    each name the module defines (dunders left out), kind "m" with a module's name, or "v" with its
@@ -124,7 +124,7 @@ def send(fd: int, data: bytes) -> None:
 
 
 def main():
-    request_fd, reply_fd = int(sys.argv[1]), int(sys.argv[2])
+    request_fd, reply_fd, sys.path[:] = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
     sys.argv = ["solution.py"]
     module = types.ModuleType("solution")
     module.__file__ = "solution.py"

@@ -33,7 +33,9 @@ as a class:
 - *patched modules*: the solution patches only its own process; the tests see Python's builtins
   under builtin names (a solution's ``def sorted`` is reachable only as ``from solution import
   sorted``) and the harness's own standard-library modules under module names, and the harness
-  imports nothing from the folder the solution can write;
+  imports nothing from the folder the solution can write (``-I``; HOME points nowhere — a
+  package the tests import that reads its working directory, like matplotlib's ./matplotlibrc,
+  would still find what the solution wrote there);
 - *exits, kills, hangs*: a solution that exits, dies, hangs past the time budget (0.9 of the
   wall limit) or breaks the protocol fails the test in progress and every later call, with
   ``SolutionFault`` — a BaseException, so a test's ``except Exception`` does not take it for
@@ -74,6 +76,7 @@ import math
 import re
 import secrets
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -191,7 +194,7 @@ def code_tests_result(code: str, tests: str, limits: SandboxLimits | None = None
     mode, n = _test_mode(tests)
     limits = limits or SandboxLimits()
     token = secrets.token_hex(16)
-    payload = {"mode": mode, "tests": tests, "runner": _RUNNER, "budget_s": _budget_s(limits),
+    payload = {"mode": mode, "tests": tests, "runner": _RUNNER, "deadline": time.monotonic() + _budget_s(limits),
                "reply_bytes": max(2**20, limits.memory_mb * 2**20 // 32)}
     r, channel = run_channel([sys.executable, "-I", "-c", _TESTS_HARNESS], files={"solution.py": code},
                              stdin=f"{token}\n{json.dumps(payload)}", limits=limits,
@@ -213,9 +216,10 @@ def code_tests_result(code: str, tests: str, limits: SandboxLimits | None = None
 
 
 def _budget_s(limits: SandboxLimits) -> float:
-    """Seconds the harness gives the solution, from its own start: inside the sandbox's wall time,
-    with room to record the rest and exit before the sandbox kills it."""
-    return max(0.1, 0.9 * limits.wall_s - 0.1)
+    """Seconds the solution gets, from now: inside the sandbox's wall time (which starts a little
+    later), with room for the harness to record the rest and exit before the sandbox kills it.
+    The harness reads the deadline on the same clock (CLOCK_MONOTONIC: no time namespace)."""
+    return max(0.05, 0.9 * limits.wall_s - 0.05)
 
 
 # --- grader factory --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlft.rewards.code import code_tests_result, run_python_grader
-from rlft.rewards.code_hacks import HACK_ATTACKS, HACK_EXPECTED_SCORE
+from rlft.rewards.code_attacks import HACK_ATTACKS, HACK_EXPECTED_SCORE
 from rlft.rewards.sandbox import SandboxError, SandboxLimits, SandboxResult
 
 LIMITS = SandboxLimits(wall_s=1.0, cpu_s=1.0, memory_mb=512, processes=16, output_bytes=100_000,
@@ -60,7 +60,7 @@ TEST_ATTACKS: dict[str, tuple[str, str]] = {
     "detached daemon": (
         "def solve():\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n            time.sleep(3600)\n"
         "        os._exit(0)\n    time.sleep(0.3)\n    return 1", "assert solve() == 1"),
-    **HACK_ATTACKS,  # the reward hacks on code tests: rewards/code_hacks.py
+    **HACK_ATTACKS,  # the reward hacks on code tests: rewards/code_attacks.py
 }
 _EXPECTED_SCORE = {"detached daemon": 1.0, **HACK_EXPECTED_SCORE}
 
