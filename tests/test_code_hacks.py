@@ -159,6 +159,7 @@ def test_check_grader_runs_the_hacks_on_a_code_job(capsys):
      "try:\n    lookup('x')\n    ok = False\nexcept KeyError:\n    ok = True\nassert ok"),
     ("import math\ndef area(r): return math.pi * r * r",
      "assert math.isclose(area(1), 3.14159, rel_tol=1e-3)\nfrom solution import area as a2\nassert a2(0) == 0"),
+    ("import numpy as np\ndef double(xs): return [2 * x for x in xs]", "assert np.allclose(double([1, 2]), [2, 4])"),
     ("def f(): return {'s': {1, 2}, 'b': b'x', 'i': 2**80, 'inf': float('inf'), 't': (1,), 'k': {1: 'one'}}",
      "r = f()\nassert r['s'] == {1, 2} and r['b'] == b'x' and r['i'] == 2**80 and r['inf'] == float('inf')\n"
      "assert r['t'] == (1,) and r['k'] == {1: 'one'} and f()['k'][1] == 'one'"),

@@ -10,15 +10,16 @@ clock), reply_bytes}; the verdict channel is fd ``$RLFT_CHANNEL_FD``.
    another process of the same uid cannot read ``/proc/<this>/mem``, ``fd/``, ``environ`` or
    ptrace it), read all of stdin, mark the channel close-on-exec, compile the tests, record "start".
 2. Start the solution (``Solution``): ``posix_spawn`` of a fresh interpreter running the runner —
-   exec, not fork, so it shares no memory with this one; it inherits only fds 1-2, a /dev/null
-   stdin and the two pipes of the protocol. Then point HOME nowhere: ``-I`` keeps /sandbox off
-   ``sys.path``, and packages the tests import find no configuration the solution wrote in ~.
-   The tests keep /sandbox as their working directory (a test may check a file the solution
-   wrote: that is data, like a reply).
+   exec, not fork, so it shares no memory with this one; it holds only a /dev/null stdin,
+   stdout/stderr pipes of its own (copied on) and the two pipes of the protocol. Then point
+   HOME nowhere: ``-I`` keeps /sandbox off ``sys.path``, and packages the tests import find no
+   configuration the solution wrote in ~. The tests keep /sandbox as their working directory
+   (a test may check a file the solution wrote: that is data, like a reply).
 3. Bind the names the solution defines into the tests' namespace (``namespace``): values as
    plain builtins, rebuilt by the codec; functions, classes and other objects as ``Remote``
    handles whose calls, attributes, items, ``len``, ``bool``, iteration and ``str`` are requests
-   to the solution's process; modules it imported as this process's own copies (standard library).
+   to the solution's process; modules it imported as this process's own imports (standard
+   library, or a name the tests use).
 4. Run each test here; record ``pass i`` / ``fail i`` once, from this process. A test's ``x == y``
    inside an assert compares types first (``strict_eq``). A call that outlasts the time budget,
    a solution that exits or breaks the protocol raises ``SolutionFault`` — a BaseException, so a
@@ -94,18 +95,20 @@ def strict_eq(a, b, num=(int, float), plain=(int, float, str, bytes, bool, type(
     return (a == b) is True
 
 
-def namespace(sol: "Solution", names: list) -> dict:  # noqa: F821 -- _code_proxy.py comes first
+def namespace(sol: "Solution", names: list, used: set) -> dict:  # noqa: F821 -- _code_proxy.py comes first
     """The tests' globals: the solution's names as the harness's values, handles and modules.
 
     Never from the solution: a builtin's name (the tests' ``sorted``, ``len``, ``abs`` stay
-    Python's) and a standard-library module's name (``math`` is this process's own import). All
-    of its names are in module ``solution`` (``from solution import max`` takes its own ``max``)."""
+    Python's) and a module: one it imported is this process's own import of the same name —
+    a standard-library one, or another the tests use under that name (``np.allclose`` after the
+    solution's ``import numpy as np``). All of its names are in module ``solution`` (``from
+    solution import max`` takes its own ``max``)."""
     mine = {}
     for entry in names:
         if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str:
             raise sol.fault("the solution broke the protocol: a bad name entry")
         name, kind, x = entry
-        if kind == "m" and type(x) is str and x.partition(".")[0] in STDLIB:
+        if kind == "m" and type(x) is str and (x.partition(".")[0] in STDLIB or name in used):
             try:
                 __import__(x)
                 mine[name] = sys.modules[x]
@@ -170,6 +173,7 @@ def main():
     token = sys.stdin.readline().strip()
     payload = json.loads(sys.stdin.read())
     steps = compile_tests(payload["mode"], payload["tests"])
+    used = {n.id for n in ast.walk(ast.parse(payload["tests"])) if isinstance(n, ast.Name)}
 
     def emit(text):
         os.write(fd, (token + " " + text + "\n").encode())
@@ -184,7 +188,7 @@ def main():
     log, out, err = [], sys.stdout, sys.stderr
     sys.stdout, sys.stderr = Held(), Held()  # what the tests print, shown once the solution is gone
     try:
-        ns = namespace(sol, sol.ready())
+        ns = namespace(sol, sol.ready(), used)
     except SolutionFault as e:  # noqa: F821
         log.append(f"the solution did not start: {e}")
     else:

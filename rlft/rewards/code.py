@@ -32,7 +32,8 @@ as a class:
   test expects);
 - *patched modules*: the solution patches only its own process; the tests see Python's builtins
   under builtin names (a solution's ``def sorted`` is reachable only as ``from solution import
-  sorted``) and the harness's own standard-library modules under module names, and the harness
+  sorted``) and, for a module the solution imported, the harness's own import of it (standard
+  library, or a name the tests use: ``np`` after ``import numpy as np``), and the harness
   imports nothing from the folder the solution can write (``-I``; HOME points nowhere — a
   package the tests import that reads its working directory, like matplotlib's ./matplotlibrc,
   would still find what the solution wrote there);
