@@ -28,10 +28,11 @@ from rlft.context import check_context
 from rlft.data import load_items
 from rlft.eval import evaluate
 from rlft.models import build_tiny_model, check_model_dir, encode_prompt, load_model, load_tokenizer, pick_device, pick_dtype, save_final
+from rlft.progress import SIGNAL_WINDOW, no_signal_warning, signal_counts
 from rlft.rewards.graders import Grader, make_grader
 from rlft.rewards.monitor import make_monitors
 from rlft.rollout.sampler import HFSampler, SamplingParams
-from rlft.track import Tracker
+from rlft.track import Tracker, rss_mb
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Run:
     skips_in_a_row: int = 0
     skips_total: int = 0
     errored_window: list = field(default_factory=list)  # (errored, attempts) of recent steps
+    signal_window: list = field(default_factory=list)  # (groups without signal, all passed, groups) of recent steps
     interrupts: Interrupts = field(default_factory=lambda: Interrupts())
     started: float = field(default_factory=time.time)
 
@@ -257,6 +259,7 @@ def resume(run: Run, optimizer, scheduler) -> dict:
     state = checkpoint.load(run.resume_from, run.model, optimizer, scheduler)
     run.skips_in_a_row, run.skips_total = state.get("skips_in_a_row", 0), state.get("skips_total", 0)
     run.errored_window = [tuple(x) for x in state.get("errored_window", [])]
+    run.signal_window = [tuple(x) for x in state.get("signal_window", [])]
     return state
 
 
@@ -306,6 +309,7 @@ def save_checkpoint(run: Run, step: int, state: dict, optimizer, scheduler) -> P
     state = {
         **state, "fingerprint": run.fingerprint, "tracker": run.tracker.offsets(step),
         "skips_in_a_row": run.skips_in_a_row, "skips_total": run.skips_total, "errored_window": run.errored_window,
+        "signal_window": run.signal_window,
     }
     return checkpoint.save(run.out, step, run.model, optimizer, scheduler, state, keep=run.job.run.keep_checkpoints)
 
@@ -319,8 +323,10 @@ def after_step(run: Run, step: int, metrics: dict, samples: list[dict], state: d
     run.skips_in_a_row = run.skips_in_a_row + 1 if skipped else 0
     run.skips_total += skipped
     metrics["skipped_updates"] = float(run.skips_total)
-    if (rss := _rss_mb()) is not None:
+    if (rss := rss_mb()) is not None:
         metrics["memory/rss_mb"] = rss
+    if (counts := signal_counts(metrics)) is not None:  # RL steps: for the summary's no-signal warning
+        run.signal_window = [*run.signal_window, counts][-SIGNAL_WINDOW:]
     run.tracker.log(step, metrics)
     run.tracker.log_samples(step, samples)
     errored = errored_fraction(run, metrics)
@@ -367,16 +373,6 @@ def errored_fraction(run: Run, metrics: dict) -> float:
     return sum(e for e, _ in run.errored_window) / attempts if attempts else 0.0
 
 
-def _rss_mb() -> float | None:
-    """Resident memory of this process in MiB (Linux), for the memory/rss_mb metric."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def finish(run: Run, step: int, summary: dict, state: dict, optimizer, scheduler) -> dict:
     """A checkpoint of the last step, the final evaluation, the model in Hugging Face format
     under final/, a summary.json. Rerunning a finished run returns its summary."""
@@ -386,6 +382,9 @@ def finish(run: Run, step: int, summary: dict, state: dict, optimizer, scheduler
     if not (run.out / "checkpoints" / f"step_{step}" / checkpoint.MANIFEST).exists():
         save_checkpoint(run, step, state, optimizer, scheduler)
     summary = {**summary, **run_eval(run, step)}
+    if warning := no_signal_warning(run.signal_window, min_steps=1):  # RL that trained (next to) nothing
+        summary["warning"] = warning
+        print(f"rlft: warning: {warning}", file=sys.stderr)
     save_final(run.model, run.tokenizer, run.out / "final")
     summary["wall_seconds"] = time.time() - run.started
     summary["final_model"] = str(run.out / "final")

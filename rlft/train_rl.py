@@ -139,6 +139,7 @@ def train(job: Job) -> dict:
 
             # 11. log
             metrics |= step_metrics(trajectories, rewards_P_G, valid_P_G, len(kept), time.perf_counter() - t_step)
+            metrics |= signal_metrics(rewards_P_G, valid_P_G, adv_P_G)  # for the no-signal warning
             metrics |= times | {"time/learn": time.perf_counter() - t_learn} | watched
             if hasattr(run.grader, "metrics"):  # AI judges: calls, tokens, cost, cache hits, parse errors
                 metrics |= run.grader.metrics()
@@ -169,6 +170,17 @@ def step_metrics(trajectories, rewards_P_G, valid_P_G, n_kept: int, seconds: flo
         "tokens_per_second": sum(lengths) / seconds,
         "time/step": seconds,
     }
+
+
+def signal_metrics(rewards_P_G, valid_P_G, adv_P_G) -> dict[str, float]:
+    """Groups that train nothing this step: no valid attempt has a nonzero advantage (for GRPO
+    and RLOO the zero-variance groups; for expert iteration the groups with no accepted attempt).
+    ``no_signal_all_pass`` of them had every valid attempt pass: the kind that harder or unseen
+    prompts fix, not a better start. Read by rlft.progress.no_signal_warning."""
+    none_P = ((adv_P_G == 0) | ~valid_P_G).all(dim=1)
+    all_pass_P = ((rewards_P_G >= 1.0) | ~valid_P_G).all(dim=1) & valid_P_G.any(dim=1)
+    return {"no_signal_groups": float(none_P.sum()), "no_signal_all_pass": float((none_P & all_pass_P).sum()),
+            "groups": float(len(adv_P_G))}
 
 
 def error_classes(trajectories) -> Counter:

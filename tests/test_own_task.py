@@ -1,0 +1,97 @@
+"""A user's own task, from the docs alone (issue 16): the warning when RL has nothing to learn from.
+
+Run: python -m pytest -q tests/test_own_task.py     (seconds on 2 cores)
+"""
+
+import json
+
+import pytest
+import torch
+
+from rlft import train_rl
+from rlft.algos.advantages import ADVANTAGES
+from rlft.config import load_job
+from rlft.progress import Progress, no_signal_warning, signal_counts
+from rlft.tasks import arithmetic
+
+
+# --- the no-signal warning -------------------------------------------------------------------
+
+
+def test_no_signal_warning_worked_by_hand():
+    # (groups without signal, of them all passed, groups) per step
+    # 4+3+4 = 11 of 12 groups without signal >= 0.75 * 12 = 9; of them 1 all passed, 10 failed alike:
+    # 4 * 10 >= 11 names the all-fail fix, 4 * 1 < 11 does not name the all-pass one
+    w = no_signal_warning([(4, 0, 4), (3, 1, 4), (4, 0, 4)])
+    assert "11 of 12 groups over the last 3 steps" in w and "(10 failed alike, 1 all passed)" in w
+    assert "start from an SFT model" in w and "partial credit" in w and "memorised" not in w
+    # 2+3+4 = 9 of 12, exactly the threshold, all passed: only the all-pass fix
+    w = no_signal_warning([(2, 2, 4), (3, 3, 4), (4, 4, 4)])
+    assert "memorised" in w and "SFT" not in w
+    # 2+3+3 = 8 of 12 < 9: enough signal
+    assert no_signal_warning([(2, 0, 4), (3, 1, 4), (3, 2, 4)]) == ""
+    # 8 of 8, 2 all passed and 6 all failed: 4 * 2 >= 8 and 4 * 6 >= 8 name both fixes
+    both = no_signal_warning([(4, 1, 4), (4, 1, 4)], min_steps=1)
+    assert "SFT" in both and "memorised" in both
+    assert no_signal_warning([(4, 0, 4)]) == "" and no_signal_warning([(4, 0, 4)], min_steps=1) != ""  # too few steps
+    assert no_signal_warning([]) == "" and no_signal_warning([(0, 0, 0)], min_steps=1) == ""
+
+
+def test_signal_metrics_count_groups_that_train_nothing():
+    # GRPO advantages of group 0: 1 1 1 (all passed); 1: 0 0 0 (all failed); 2: 1 0 1 (signal);
+    # 3: 1 1 + an errored attempt (the valid ones all passed); 4: all errored (no signal, not passed)
+    rewards = torch.tensor([[1, 1, 1], [0, 0, 0], [1, 0, 1], [1, 1, 0], [0, 0, 0]], dtype=torch.float)
+    valid = ~torch.tensor([[False] * 3] * 3 + [[False, False, True], [True] * 3])
+    grpo = ADVANTAGES["grpo"](rewards, valid_P_G=valid)
+    metrics = train_rl.signal_metrics(rewards, valid, grpo)
+    assert metrics == {"no_signal_groups": 4.0, "no_signal_all_pass": 2.0, "groups": 5.0}
+    assert signal_counts(metrics) == (4, 2, 5) and signal_counts({"loss": 1.0}) is None  # an SFT step: none
+    # expert iteration trains on every accepted attempt: the groups that all passed carry signal
+    ei = ADVANTAGES["expert_iteration"](rewards, valid_P_G=valid)
+    assert train_rl.signal_metrics(rewards, valid, ei) == {"no_signal_groups": 2.0, "no_signal_all_pass": 0.0,
+                                                           "groups": 5.0}
+
+
+def test_progress_line_shows_the_warning_after_three_steps_without_signal():
+    bar = Progress(10, "grpo", enabled=False)
+    no_signal = {"no_signal_groups": 4.0, "no_signal_all_pass": 0.0, "groups": 4.0}
+    for step in (1, 2):
+        bar.update(step, no_signal)
+        assert bar.warning == ""
+    bar.update(3, no_signal)
+    assert bar.warning.startswith("no learning signal: 12 of 12 groups")
+    for step in range(4, 14):  # the window moves on: ten steps with signal clear it
+        bar.update(step, {"no_signal_groups": 0.0, "no_signal_all_pass": 0.0, "groups": 4.0})
+    assert bar.warning == ""
+
+
+# --- training and eval on the tiny model -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    train, held_out = arithmetic.make_splits(2, 16, 3, seed=0, forget=0.6)
+    (d / "train.jsonl").write_text("".join(json.dumps(it) + "\n" for it in train))
+    (d / "eval.jsonl").write_text("".join(json.dumps(it) + "\n" for it in held_out))
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tiny_dir, tmp_path_factory):
+    """Two GRPO steps of the random tiny model with an exact grader: every attempt fails."""
+    out = tmp_path_factory.mktemp("run") / "r"
+    job = load_job(None, [
+        f"model.path={tiny_dir}", f"data.train={data_dir / 'train.jsonl'}", f"data.eval={data_dir / 'eval.jsonl'}",
+        "grader.type=exact", "algorithm.prompts_per_step=2", "algorithm.group_size=3", "sampling.max_new_tokens=4",
+        "optim.lr=1e-3", "optim.steps=2", "eval.every=1", "run.progress=false", f"run.out={out}",
+    ])
+    return job, out, train_rl.train(job)
+
+
+def test_rl_that_never_succeeds_warns_in_the_summary(trained):
+    _, out, summary = trained
+    assert "no learning signal" in summary["warning"] and "start from an SFT model" in summary["warning"]
+    assert json.loads((out / "summary.json").read_text())["warning"] == summary["warning"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"groups"' in line]
+    assert [(r["no_signal_groups"], r["zero_variance_groups"], r["groups"]) for r in rows] == [(2.0, 2.0, 2.0)] * 2
