@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_eval_command(job) -> dict:
+    """``rlft eval``: the metrics, also in eval.json; each attempt in eval_samples.jsonl."""
     from dataclasses import replace
 
     from rlft import run as run_mod

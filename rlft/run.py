@@ -297,7 +297,8 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
     t0 = time.time()
     metrics = run.env_eval(run.sampler, params, job.run.seed) if run.env_eval is not None else evaluate(
         run.sampler, run.eval_items, run.eval_prompts, run.grader, params, job.eval.samples,
-        seed=job.run.seed, monitors=make_monitors(job.grader, job.base_dir),
+        seed=job.run.seed, monitors=make_monitors(job.grader, job.base_dir), prompt_field=job.data.prompt,
+        log=lambda rows: run.tracker.log_eval_samples(step, rows),  # eval_samples.jsonl: one line per attempt
     )
     metrics = {f"eval/{k}": v for k, v in metrics.items()}
     metrics["eval/seconds"] = time.time() - t0

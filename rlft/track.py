@@ -1,10 +1,12 @@
-"""Run tracking: metrics to ``metrics.jsonl`` and TensorBoard, transcripts to ``samples.jsonl``.
+"""Run tracking: metrics to ``metrics.jsonl`` and TensorBoard, training transcripts to
+``samples.jsonl``, held-out results per item and attempt to ``eval_samples.jsonl``.
 
 Usage::
 
     with Tracker("runs/my-job") as tracker:
         tracker.log(step, {"reward_mean": 0.4, "loss": 1.2})
         tracker.log_samples(step, [{"prompt": "...", "completion": "...", "reward": 1.0}])
+        tracker.log_eval_samples(step, [{"item": "eval.jsonl:3", "output": "...", "reward": 0.0}])
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 
+LOGS = ("metrics.jsonl", "samples.jsonl", "eval_samples.jsonl")
+
+
 class Tracker:
-    """Appends to out_dir/metrics.jsonl and out_dir/samples.jsonl (flushed on every call, so a
-    crashed run keeps its history) and, when ``tensorboard``, writes scalars to out_dir/tb."""
+    """Appends to out_dir's LOGS (flushed on every call, so a crashed run keeps its history)
+    and, when ``tensorboard``, writes scalars to out_dir/tb."""
 
     def __init__(self, out_dir: str | Path, tensorboard: bool = True, resume: dict | None = None) -> None:
         """``resume``: the ``offsets()`` saved with the checkpoint a run resumes from; the logs
@@ -25,8 +30,8 @@ class Tracker:
         run that starts fresh: empty logs). None appends to whatever is there."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = _reopen(self.out_dir / "metrics.jsonl", None if resume is None else resume.get("metrics.jsonl", 0))
-        self._samples = _reopen(self.out_dir / "samples.jsonl", None if resume is None else resume.get("samples.jsonl", 0))
+        self._logs = {name: _reopen(self.out_dir / name, None if resume is None else resume.get(name, 0)) for name in LOGS}
+        self._metrics, self._samples, self._eval_samples = (self._logs[name] for name in LOGS)
         resume = resume or {}
         self._tb = None
         if tensorboard:
@@ -37,7 +42,7 @@ class Tracker:
 
     def offsets(self, step: int) -> dict[str, int]:
         """Where the logs end now, to be saved with a checkpoint of ``step``."""
-        return {"metrics.jsonl": self._metrics.tell(), "samples.jsonl": self._samples.tell(), "step": step}
+        return {**{name: f.tell() for name, f in self._logs.items()}, "step": step}
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """One JSON line {"step": step, **metrics}; each metric as a TensorBoard scalar."""
@@ -49,14 +54,16 @@ class Tracker:
             self._tb.flush()
 
     def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
-        """One JSON line per sample, with "step" added."""
-        for sample in samples:
-            self._samples.write(json.dumps({"step": step, **sample}, default=str) + "\n")
-        self._samples.flush()
+        """One JSON line per training transcript, with "step" added."""
+        _write_rows(self._samples, step, samples)
+
+    def log_eval_samples(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """One JSON line per held-out attempt (``rlft.eval.evaluate``'s rows), with "step" added."""
+        _write_rows(self._eval_samples, step, rows)
 
     def close(self) -> None:
-        self._metrics.close()
-        self._samples.close()
+        for f in self._logs.values():
+            f.close()
         if self._tb is not None:
             self._tb.close()
 
@@ -75,6 +82,12 @@ def rss_mb() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _write_rows(f, step: int, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        f.write(json.dumps({"step": step, **row}, default=str) + "\n")
+    f.flush()
 
 
 def _reopen(path: Path, size: int | None):

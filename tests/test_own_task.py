@@ -1,4 +1,5 @@
-"""A user's own task, from the docs alone (issue 16): the warning when RL has nothing to learn from.
+"""A user's own task, from the docs alone (issue 16): the warning when RL has nothing to learn from;
+every eval's attempts, one line each.
 
 Run: python -m pytest -q tests/test_own_task.py     (seconds on 2 cores)
 """
@@ -11,8 +12,11 @@ import torch
 from rlft import train_rl
 from rlft.algos.advantages import ADVANTAGES
 from rlft.config import load_job
+from rlft.eval import PROMPT_CHARS, item_row
 from rlft.progress import Progress, no_signal_warning, signal_counts
 from rlft.tasks import arithmetic
+from rlft.track import Tracker
+from rlft.types import Group, Trajectory
 
 
 # --- the no-signal warning -------------------------------------------------------------------
@@ -95,3 +99,35 @@ def test_rl_that_never_succeeds_warns_in_the_summary(trained):
     assert json.loads((out / "summary.json").read_text())["warning"] == summary["warning"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"groups"' in line]
     assert [(r["no_signal_groups"], r["zero_variance_groups"], r["groups"]) for r in rows] == [(2.0, 2.0, 2.0)] * 2
+
+
+def test_every_eval_of_a_run_writes_its_attempts(trained, data_dir):
+    _, out, _ = trained
+    rows = [json.loads(line) for line in (out / "eval_samples.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 1, 1, 2, 2, 2]  # eval.every = 1, then the final eval
+    assert [r["item"] for r in rows[:3]] == [f"{data_dir / 'eval.jsonl'}:{i}" for i in (1, 2, 3)]
+    first = rows[0]
+    assert {"prompt", "fields", "output", "reward", "pass", "stop_reason", "attempt"} <= set(first)
+    assert first["pass"] is (first["reward"] >= 1) and "answer" in first["fields"] and "version" not in first
+
+
+def traj(reward: float) -> Trajectory:
+    return Trajectory([1, 2], [0, 1], [0.0, -0.5], reward=reward, text="x")
+
+
+def test_item_row_shortens_long_prompts_and_fields():
+    item = {"prompt": [{"role": "user", "content": "y" * 400}], "answer": "42", "_source": "e.jsonl", "_line": 7}
+    row = item_row(Group([traj(1.0)], item), 0, "prompt")
+    assert row["item"] == "e.jsonl:7" and row["fields"] == {"answer": "42"} and row["pass"] is True
+    assert len(row["prompt"]) == PROMPT_CHARS and row["prompt"].startswith("[user] yyy") and row["prompt"].endswith("…")
+
+
+def test_tracker_cuts_eval_samples_back_on_resume(tmp_path):
+    with Tracker(tmp_path, tensorboard=False, resume={}) as t:
+        t.log_eval_samples(1, [{"item": "a:1"}])
+        offsets = t.offsets(1)
+        t.log_eval_samples(2, [{"item": "a:1"}])
+    with Tracker(tmp_path, tensorboard=False, resume=offsets):
+        pass
+    assert [json.loads(line) for line in (tmp_path / "eval_samples.jsonl").read_text().splitlines()] == [
+        {"step": 1, "item": "a:1"}]
