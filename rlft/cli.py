@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from pathlib import Path
 
 JOB_HELP = """
 A job is a TOML file with one table per concern; `key=value` arguments override its fields
@@ -58,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "Fine-tune on data.train's prompt/completion pairs (the RL loss with advantage 1).")
     _job_parser(sub, "eval", "score a model on a dataset: mean reward, pass@1, pass@k",
                 "Score model.path on data.eval (data.train when eval is empty) with [grader], "
-                "eval.samples attempts per prompt; writes eval.json in run.out.")
+                "eval.samples attempts per prompt (more than 1 needs eval.temperature > 0); writes eval.json "
+                "(the metrics) and eval_samples.jsonl (one line per attempt: item file:line, prompt, output, "
+                "reward, pass, stop reason, grader error) in run.out. It never writes into a training run's logs: "
+                "when run.out holds one (config.toml, checkpoints/, final/ or summary.json), it writes into a new "
+                "folder run.out/eval-YYYYmmdd-HHMMSS/ instead, and says so.")
     g = _job_parser(sub, "check-grader", "score the grader on reference answers and adversarial probes (no model)",
                     "Before spending compute: the [grader] scores each item's reference (data.completion, else "
                     "the answer) and probes (empty, echoed prompt, very long, answer buried among others, format "
@@ -113,6 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TRAINING_RUN = ("config.toml", "checkpoints", "final", "summary.json")  # what only a training run writes
+
+
+def eval_out(out: Path) -> Path:
+    """Where ``rlft eval`` writes: ``out`` when it is new or holds only evals' files (eval.json),
+    else a new ``out/eval-YYYYmmdd-HHMMSS/``, so eval never writes into a training run's logs."""
+    logs = (out / "metrics.jsonl").exists() and not (out / "eval.json").exists()  # e.g. a reward model's
+    if not any((out / name).exists() for name in TRAINING_RUN) and not logs:
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder, n = out / f"eval-{stamp}", 1
+    while folder.exists():
+        n += 1
+        folder = out / f"eval-{stamp}-{n}"
+    return folder
+
+
 def run_eval_command(job) -> dict:
     """``rlft eval``: the metrics, also in eval.json; each attempt in eval_samples.jsonl."""
     from dataclasses import replace
@@ -122,6 +145,10 @@ def run_eval_command(job) -> dict:
     if not job.data.eval:
         job = replace(job, data=replace(job.data, eval=job.data.train))
     run_mod.load_eval_items(job)  # validate the data before loading the model
+    out = Path(run_mod.resolve(job, job.run.out))
+    if (folder := eval_out(out)) != out:
+        print(f"rlft eval: {out} holds a training run; this eval writes into {folder}", file=sys.stderr)
+        job = replace(job, run=replace(job.run, out=str(folder)))
     run = run_mod.start(job, training=False)
     metrics = run_mod.run_eval(run, 0)
     run.tracker.close()

@@ -237,9 +237,9 @@ def start(job: Job, training: bool = True, check: Callable[[Any], Any] | None = 
     check_context(job, path, [*eval_items, *trained[0]], [*eval_prompts, *trained[1]])
     lora = None if job.model.lora is None else vars(job.model.lora)
     model = load_model(path, device=device, dtype=pick_dtype(job.model.dtype, device), lora=lora)
-    # training: logs cut back to where the checkpoint left them (or emptied); eval, or a finished
-    # run run again: appended to
-    tracker = Tracker(out, resume=state.get("tracker", {}) if training and not finished(job, out, state) else None)
+    # training: logs cut back to where the checkpoint left them (or emptied); a finished run run
+    # again: appended to; eval (never in a training run's folder, rlft.cli.eval_out): emptied
+    tracker = Tracker(out, resume=None if training and finished(job, out, state) else state.get("tracker", {}))
     return Run(
         job, out, path, device, model, tokenizer, tracker, grader, eval_items, eval_prompts,
         HFSampler(model, tokenizer), resume_from, state, checked, fingerprint=settings,

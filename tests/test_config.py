@@ -61,6 +61,7 @@ steps = 200
 [eval]
 every = 10
 samples = 4
+temperature = 1.0
 
 [run]
 out = "runs/my-job"

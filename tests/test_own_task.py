@@ -1,5 +1,6 @@
 """A user's own task, from the docs alone (issue 16): the warning when RL has nothing to learn from;
-every eval's attempts, one line each.
+every eval's attempts, one line each; eval never writes into a training run's logs; greedy pass@k
+refused.
 
 Run: python -m pytest -q tests/test_own_task.py     (seconds on 2 cores)
 """
@@ -11,7 +12,8 @@ import torch
 
 from rlft import train_rl
 from rlft.algos.advantages import ADVANTAGES
-from rlft.config import load_job
+from rlft.cli import eval_out, main
+from rlft.config import ConfigError, job_to_toml, load_job
 from rlft.eval import PROMPT_CHARS, item_row
 from rlft.progress import Progress, no_signal_warning, signal_counts
 from rlft.tasks import arithmetic
@@ -111,6 +113,37 @@ def test_every_eval_of_a_run_writes_its_attempts(trained, data_dir):
     assert first["pass"] is (first["reward"] >= 1) and "answer" in first["fields"] and "version" not in first
 
 
+def test_eval_never_writes_into_a_training_run(trained, tmp_path, capsys):
+    job, out, _ = trained
+    job_file = tmp_path / "job.toml"
+    job_file.write_text(job_to_toml(job))
+    logs = {name: (out / name).read_text() for name in ("metrics.jsonl", "eval_samples.jsonl")}
+    tb = sorted(p.name for p in (out / "tb").iterdir())
+    assert main(["eval", str(job_file), f"model.path={out / 'final'}", "eval.samples=2", "eval.temperature=1"]) == 0
+    assert {name: (out / name).read_text() for name in logs} == logs and sorted(p.name for p in (out / "tb").iterdir()) == tb
+    (folder,) = out.glob("eval-*")
+    assert f"{out} holds a training run; this eval writes into {folder}" in capsys.readouterr().err
+    metrics = json.loads((folder / "eval.json").read_text())
+    rows = [json.loads(line) for line in (folder / "eval_samples.jsonl").read_text().splitlines()]
+    assert {"eval/pass@1", "eval/pass@2", "eval/pass^2"} <= set(metrics)
+    assert len(rows) == 3 * 2 and {r["step"] for r in rows} == {0} and [r["attempt"] for r in rows[:2]] == [0, 1]
+
+
+def test_eval_out_is_run_out_unless_it_holds_a_training_run(tmp_path):
+    assert eval_out(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "metrics.jsonl").write_text("")
+    (tmp_path / "ev" / "eval.json").write_text("{}")
+    assert eval_out(tmp_path / "ev") == tmp_path / "ev"  # an earlier eval's folder: written again
+    for marker in ("config.toml", "checkpoints", "final", "summary.json"):
+        run = tmp_path / marker.replace(".", "_")
+        (run / marker).mkdir(parents=True)
+        assert eval_out(run).parent == run and eval_out(run).name.startswith("eval-")
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / "metrics.jsonl").write_text("")  # someone's logs (a reward model's): not written into
+    assert eval_out(tmp_path / "rm").name.startswith("eval-")
+
+
 def traj(reward: float) -> Trajectory:
     return Trajectory([1, 2], [0, 1], [0.0, -0.5], reward=reward, text="x")
 
@@ -131,3 +164,15 @@ def test_tracker_cuts_eval_samples_back_on_resume(tmp_path):
         pass
     assert [json.loads(line) for line in (tmp_path / "eval_samples.jsonl").read_text().splitlines()] == [
         {"step": 1, "item": "a:1"}]
+
+
+# --- config and world check ------------------------------------------------------------------
+
+
+def test_greedy_eval_with_many_samples_is_refused_in_one_line(tmp_path):
+    (tmp_path / "job.toml").write_text("[eval]\nsamples = 8\n")
+    with pytest.raises(ConfigError) as e:
+        load_job(tmp_path / "job.toml")
+    assert str(e.value).count("\n") == 0 and str(e.value).startswith(f"{tmp_path / 'job.toml'}:2: [eval] samples = 8")
+    assert "eval.temperature = 0" in str(e.value) and "fix: set eval.temperature > 0" in str(e.value)
+    assert load_job(None, ["eval.samples=8", "eval.temperature=1.0"]).eval.samples == 8

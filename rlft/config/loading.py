@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import tomllib
@@ -11,9 +10,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import regex
-
-from rlft.algos.advantages import GROUP_BASELINE
+from rlft.config.checks import cross_checks, did_you_mean, gym_grader
 from rlft.config.files import read_toml
 from rlft.config.sections import (
     ConfigError,
@@ -130,11 +127,6 @@ def _choices(name: str) -> tuple[str, list[str]] | None:
     return what, keys()
 
 
-def _did_you_mean(bad: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(bad, list(valid), n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
 class _Bad(Exception):
     """One problem with one value; the caller adds where it came from."""
 
@@ -166,7 +158,7 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
         where = f"{fname}:{line}" if line else fname
         if name not in SECTIONS:
             owners = [s for s, cls in SECTIONS.items() if name in _field_names(cls)]
-            hint = f"did you mean [{owners[0]}] {name}? " if owners else _did_you_mean(name, list(SECTIONS))
+            hint = f"did you mean [{owners[0]}] {name}? " if owners else did_you_mean(name, list(SECTIONS))
             errors.append(f"{where}: [{name}]: unknown section; {hint}valid sections: {', '.join(SECTIONS)}")
         elif not isinstance(value, dict):
             keys = ", ".join(_field_names(SECTIONS[name]))
@@ -185,7 +177,7 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
             continue
         if section not in SECTIONS:
             errors.append(
-                f"override {ov}: unknown section {section!r}; {_did_you_mean(section, list(SECTIONS))}"
+                f"override {ov}: unknown section {section!r}; {did_you_mean(section, list(SECTIONS))}"
                 f"valid sections: {', '.join(SECTIONS)}"
             )
             continue
@@ -200,8 +192,8 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
         table = raw.get(name, {})
         sections[name] = _build(cls, name, table, lambda k, n=name: src.get((n, k), f"{fname}: [{n}] {k}"), errors)
     if not errors:
-        sections["grader"] = _gym_grader(sections, src)
-        errors += _cross_checks(sections, src)
+        sections["grader"] = gym_grader(sections, src)
+        errors += cross_checks(sections, src)
     if not errors:  # still before any model loads
         errors += _grader_checks(sections["grader"], base_dir, f"{fname}: [grader]")
     if errors:
@@ -242,7 +234,7 @@ def _build(cls: type, dotted: str, table: dict, where: Callable[[str], str], err
         name = f"{dotted}.{key}"
         if key not in names:
             valid = ", ".join(names)
-            errors.append(f"{where(key)}: unknown key; {_did_you_mean(key, names)}valid keys for [{dotted}]: {valid}")
+            errors.append(f"{where(key)}: unknown key; {did_you_mean(key, names)}valid keys for [{dotted}]: {valid}")
             continue
         try:
             if hints[key] in (LoraConfig | None, JudgeConfig):  # nested tables: [model.lora], [grader.judge]
@@ -341,44 +333,7 @@ def _check_value(name: str, value: Any) -> None:
         for v in value if isinstance(value, list) else [value]:
             if v not in valid:
                 entry = f" {v!r}" if isinstance(value, list) else ""
-                raise _Bad(f"unknown {what}{entry}; {_did_you_mean(v, valid)}valid: {', '.join(valid)}")
-
-
-def _gym_grader(s: dict[str, Any], src: dict[tuple[str, str], str]) -> GraderConfig:
-    """A reasoning_gym data source is scored by its dataset's scorer unless [grader] says otherwise."""
-    g: GraderConfig = s["grader"]
-    if s["data"].train.startswith("reasoning_gym:") and ("grader", "type") not in src and not g.file:
-        return dataclasses.replace(g, type="reasoning_gym")
-    return g
-
-
-def _cross_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list[str]:
-    g: GraderConfig = s["grader"]
-    out = []
-    if s["data"].train.startswith("reasoning_gym:"):  # train and eval must not share generated items
-        from rlft.data.gym import overlap_errors
-
-        out += overlap_errors(s["data"].train, s["data"].eval)
-    a = s["algorithm"]
-    if a.group_size == 1 and a.name in GROUP_BASELINE:
-        at = src.get(("algorithm", "group_size"), "[algorithm] group_size = 1")
-        out.append(f"{at}: {a.name!r} compares each attempt with the others of its group, so a group of 1 trains "
-                   f"nothing; fix: group_size >= 2, or name = \"reinforce\" (a batch baseline)")
-    where = src.get(("grader", "type"), "[grader] type")
-    if g.type == "regex":
-        try:
-            regex.compile(g.pattern)  # the regex grader's engine (rlft.rewards.graders)
-        except regex.error as e:
-            at = src.get(("grader", "pattern"), "[grader] pattern")
-            out.append(f"{at}: not a valid regular expression ({e}); fix the pattern")
-        if not g.pattern:
-            out.append(f"{where}: grader type 'regex' needs grader.pattern; fix: set pattern = \"...\"")
-    if g.type == "python" and not g.function and not g.source:
-        out.append(
-            f"{where}: grader type 'python' needs grader.function (trusted, in-process) or grader.source (sandboxed); "
-            f"fix: set function = \"graders.py:score\""
-        )
-    return out
+                raise _Bad(f"unknown {what}{entry}; {did_you_mean(v, valid)}valid: {', '.join(valid)}")
 
 
 def _grader_checks(g: GraderConfig, base_dir: str, where: str) -> list[str]:
