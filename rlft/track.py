@@ -7,6 +7,8 @@ Usage::
         tracker.log(step, {"reward_mean": 0.4, "loss": 1.2})
         tracker.log_samples(step, [{"prompt": "...", "completion": "...", "reward": 1.0}])
         tracker.log_eval_samples(step, [{"item": "eval.jsonl:3", "output": "...", "reward": 0.0}])
+
+TensorBoard reads ``tb/``: ``tensorboard --logdir runs/`` shows every run under runs/.
 """
 
 from __future__ import annotations

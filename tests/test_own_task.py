@@ -1,6 +1,6 @@
-"""A user's own task, from the docs alone (issue 16): the warning when RL has nothing to learn from;
-every eval's attempts, one line each; eval never writes into a training run's logs; greedy pass@k
-refused.
+"""A user's own task, from the docs alone (issue 16): the no-signal warning, per-item eval
+rows, eval that never writes into a training run's logs, greedy pass@k refused, "did you mean"
+for other trainers' key names, and `rlft world check` on one stream.
 
 Run: python -m pytest -q tests/test_own_task.py     (seconds on 2 cores)
 """
@@ -176,3 +176,29 @@ def test_greedy_eval_with_many_samples_is_refused_in_one_line(tmp_path):
     assert str(e.value).count("\n") == 0 and str(e.value).startswith(f"{tmp_path / 'job.toml'}:2: [eval] samples = 8")
     assert "eval.temperature = 0" in str(e.value) and "fix: set eval.temperature > 0" in str(e.value)
     assert load_job(None, ["eval.samples=8", "eval.temperature=1.0"]).eval.samples == 8
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("optim.learning_rate=1e-4", "did you mean 'lr'?"),
+    ("algorithm.num_generations=4", "did you mean 'group_size'?"),
+    ("algorithm.beta=0.1", "did you mean 'kl_coef'?"),
+    ("eval.n=4", "did you mean 'samples'?"),
+    ("optim.temperature=0.7", "did you mean [sampling] temperature?"),
+    ("run.max_completion_length=64", "did you mean [sampling] max_new_tokens?"),
+])
+def test_other_trainers_key_names_get_a_did_you_mean(override, hint):
+    with pytest.raises(ConfigError, match="unknown key") as e:
+        load_job(None, [override])
+    assert hint in str(e.value)
+
+
+def test_world_check_prints_problems_and_summary_on_stdout(monkeypatch, capsys):
+    from rlft.envs.worlds import check
+
+    report = {"world": "w", "splits": {"train": 2}, "problems": [{"task": "t1", "problem": "gold actions score"}],
+              "ok": False}
+    monkeypatch.setattr(check, "load_world", lambda name: None)
+    monkeypatch.setattr(check, "check", lambda world: report)
+    assert check.main(["w"]) == 1
+    out, err = capsys.readouterr()
+    assert err == "" and '"task": "t1"' in out and "w: 2 tasks (train 2); 1 problems" in out

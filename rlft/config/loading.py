@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rlft.config.checks import cross_checks, did_you_mean, gym_grader
+from rlft.config.checks import cross_checks, did_you_mean, gym_grader, key_hint
 from rlft.config.files import read_toml
 from rlft.config.sections import (
     ConfigError,
@@ -234,7 +234,7 @@ def _build(cls: type, dotted: str, table: dict, where: Callable[[str], str], err
         name = f"{dotted}.{key}"
         if key not in names:
             valid = ", ".join(names)
-            errors.append(f"{where(key)}: unknown key; {did_you_mean(key, names)}valid keys for [{dotted}]: {valid}")
+            errors.append(f"{where(key)}: unknown key; {key_hint(key, names, dotted)}valid keys for [{dotted}]: {valid}")
             continue
         try:
             if hints[key] in (LoraConfig | None, JudgeConfig):  # nested tables: [model.lora], [grader.judge]

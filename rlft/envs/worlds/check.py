@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlft world check: error: {e}", file=sys.stderr)
         return 2
     n = sum(report["splits"].values())
-    for p in report["problems"][:20]:
-        print(json.dumps(p, default=str), file=sys.stderr)
+    for p in report["problems"][:20]:  # the report, problems and summary, on stdout; a world that cannot load: stderr
+        print(json.dumps(p, default=str))
     print(f"{report['world']}: {n} tasks ({', '.join(f'{k} {v}' for k, v in report['splits'].items())}); "
           + ("every task solvable by its gold actions (reward 1) and failed by doing nothing, by stating the"
              " outputs, by reads only and by writing the wrong row (reward 0)"
