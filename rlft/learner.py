@@ -17,7 +17,7 @@ import torch
 
 from rlft.algos.logprobs import prefix_logprobs
 from rlft.algos.losses import Norm, policy_loss
-from rlft.config import OptimConfig
+from rlft.config import AlgorithmConfig, OptimConfig, SamplingConfig
 from rlft.types import Batch
 
 # The schedule advances once per training step, also on a step that made no update (every
@@ -37,6 +37,18 @@ class LossSettings:
     temperature: float = 1.0  # the sampler's, so learner and sampler logprobs agree
     max_tokens: int = 1  # the generation budget, for the Dr. GRPO constant normaliser
     logp_gap: bool = True  # log |learner - sampler| logprobs; off for demonstrations (no sampler)
+    ratio_level: str = "token"  # a key of rlft.algos.losses.RATIO_LEVELS (sequence = GSPO)
+    policy_loss: str = "ppo_clip"  # a key of rlft.algos.losses.POLICY_LOSSES
+
+    @classmethod
+    def of(cls, algo: AlgorithmConfig, sampling: SamplingConfig) -> "LossSettings":
+        """The RL loops' settings, from the job's [algorithm] and [sampling]."""
+        return cls(
+            clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation,
+            kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
+            temperature=sampling.temperature or 1.0, max_tokens=sampling.max_new_tokens,
+            ratio_level=algo.ratio_level, policy_loss=algo.policy_loss,
+        )
 
 
 def constant(progress: float) -> float:
@@ -133,6 +145,8 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
             ref_logp_BT=mb.ref_logp_BT,
             kl_coef=loss.kl_coef,
             kl_estimator=loss.kl_estimator,
+            ratio_level=loss.ratio_level,
+            loss=loss.policy_loss,
         )
         if critic is not None:
             value_term, value_metrics = critic.loss(hidden, mb, norm)

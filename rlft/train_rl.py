@@ -92,11 +92,7 @@ def train(job: Job) -> dict:
     params = SamplingParams(
         sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k, tuple(sampling.stop)
     )
-    loss = LossSettings(
-        clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation,
-        kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
-        temperature=sampling.temperature or 1.0, max_tokens=sampling.max_new_tokens,
-    )
+    loss = LossSettings.of(algo, sampling)
     with run.interrupts, Progress(job.optim.steps, algo.name, enabled=job.run.progress, start=first) as bar:
         for step in range(first + 1, job.optim.steps + 1):
             t_step = time.perf_counter()

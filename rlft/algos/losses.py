@@ -7,7 +7,11 @@ Departures from the papers, on purpose:
 1. On-policy (one update per batch, ``old_logp_BT=None``) uses the plain REINFORCE surrogate
    ``-adv·logp``; its gradient equals PPO-clip's at ratio 1, without the extra forward pass.
 2. The clip range is asymmetric (DAPO "clip-higher", Yu et al. 2025): ``clip_low``/``clip_high``.
-3. The normaliser (``Norm``) is computed once per optimisation step over the whole step's batch,
+3. Sequence-level ratios (GSPO) are written in the GSPO-token form, ``sg(s_i)·pi_t/sg(pi_t)``, so
+   they compose with every aggregation and with per-token advantages; ``seq_mean`` gives GSPO's
+   own gradient. Under one update per batch every ratio is 1 and every ``POLICY_LOSSES`` entry
+   is the REINFORCE gradient.
+4. The normaliser (``Norm``) is computed once per optimisation step over the whole step's batch,
    so summing micro-batch losses gives exactly the full-batch loss and gradient.
 
 Shapes: ``B`` sequences, ``T`` tokens. Masks are 1 on trained tokens (``sampled_mask``).
@@ -92,6 +96,48 @@ def k3(logp_BT: Tensor, ref_logp_BT: Tensor) -> Tensor:
     return torch.exp(-log_ratio_BT) - 1.0 + log_ratio_BT
 
 
+# Log importance ratios log(pi / pi_old), (B, T), keyed by algorithm.ratio_level: one signature
+# (token_ratio needs no mask), gradient through logp_BT token by token.
+def token_ratio(logp_BT: Tensor, old_logp_BT: Tensor, mask_BT: Tensor) -> Tensor:
+    """log r_t = logp_t - old_t, each token on its own (PPO)."""
+    return logp_BT - old_logp_BT
+
+
+def sequence_ratio(logp_BT: Tensor, old_logp_BT: Tensor, mask_BT: Tensor) -> Tensor:
+    """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization"): one length-normalised
+    ratio per sequence, s_i = exp(mean over its masked tokens of logp - old), clipped as a whole.
+    In the paper's GSPO-token form: every token of sequence i carries the value log s_i and the
+    gradient of its own logp_t, so sum_t ∇ s_i,t / |y_i| = ∇ s_i. log s_i clamped to [-20, 20].
+
+    Worked example: log-ratios [0.2, -0.4] on 2 masked tokens -> log s = -0.1 on both."""
+    diff_BT = _masked(logp_BT - old_logp_BT, mask_BT)
+    mean_B1 = diff_BT.sum(-1, keepdim=True) / mask_BT.float().sum(-1, keepdim=True).clamp(min=1)
+    return logp_BT - logp_BT.detach() + mean_B1.detach().clamp(-20.0, 20.0)
+
+
+# Per-token policy terms from the ratio, keyed by algorithm.policy_loss; one signature (ppo_clip
+# needs no logp), each returns (loss_BT, clipped_BT), clipped_BT the tokens its clipping touched.
+def ppo_clip(
+    ratio_BT: Tensor, adv_BT: Tensor, logp_BT: Tensor, clip_low: float, clip_high: float
+) -> tuple[Tensor, Tensor]:
+    """-min(r·A, clip(r, 1 - clip_low, 1 + clip_high)·A) (Schulman et al. 2017): a clipped token
+    has no gradient."""
+    unclipped_BT = -ratio_BT * adv_BT
+    clipped_BT = -ratio_BT.clamp(1.0 - clip_low, 1.0 + clip_high) * adv_BT
+    return torch.maximum(unclipped_BT, clipped_BT), clipped_BT > unclipped_BT
+
+
+def cispo(
+    ratio_BT: Tensor, adv_BT: Tensor, logp_BT: Tensor, clip_low: float, clip_high: float
+) -> tuple[Tensor, Tensor]:
+    """-sg(clip(r, 1 - clip_low, 1 + clip_high))·A·logp (CISPO, MiniMax-M1, MiniMax 2025): the
+    importance WEIGHT is clipped and its gradient stopped, so every token keeps the gradient of
+    its logp (PPO-clip drops the rare, high-ratio "fork" tokens). At r = 1: -A·logp, REINFORCE."""
+    r_BT = ratio_BT.detach()
+    weight_BT = r_BT.clamp(1.0 - clip_low, 1.0 + clip_high)
+    return -weight_BT * adv_BT * logp_BT, (r_BT < 1.0 - clip_low) | (r_BT > 1.0 + clip_high)
+
+
 def _lookup(table: dict[str, Callable], name: str, what: str) -> Callable:
     if name not in table:
         raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(sorted(table))}")
@@ -111,22 +157,27 @@ def policy_loss(
     ref_logp_BT: Tensor | None = None,
     kl_coef: float = 0.0,
     kl_estimator: str = "k3",
+    ratio_level: str = "token",
+    loss: str = "ppo_clip",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Policy-gradient loss of one micro-batch, and its diagnostics.
 
     logp_BT, mask_BT, old_logp_BT, ref_logp_BT: (B, T); adv_BT: (B, T) or (B, 1).
     Per token: ``-adv·logp`` when ``old_logp_BT`` is None (on-policy REINFORCE; with adv = 1 this
-    is the SFT NLL), else PPO-clip (Schulman et al. 2017) with ratio clamped to
+    is the SFT NLL), else ``POLICY_LOSSES[loss]`` (PPO-clip, Schulman et al. 2017, or CISPO) of
+    the ratio ``exp(RATIO_LEVELS[ratio_level](logp, old))`` with the range
     [1 - clip_low, 1 + clip_high]; plus ``kl_coef · KL_ESTIMATORS[kl_estimator](logp, ref)``.
     Aggregated by ``AGGREGATIONS[aggregation]`` with the step's ``norm``.
 
     Returns (scalar loss, metrics). Metrics are detached masked means over THIS micro-batch
-    (the caller averages them across micro-batches and ranks): "clip_fraction" (tokens whose
-    clipped term was active, so their gradient is zero), "approx_kl" (k3 estimate of
-    KL(old || new); 0 on-policy), "kl" (to the reference; only when kl_coef > 0).
+    (the caller averages them across micro-batches and ranks): "clip_fraction" (tokens the clip
+    touched: ppo_clip, their gradient is zero; cispo, their weight was clipped), "approx_kl" (k3
+    estimate of KL(old || new); 0 on-policy), "kl" (to the reference; only when kl_coef > 0).
     """
     aggregate = _lookup(AGGREGATIONS, aggregation, "aggregation")
     kl_fn = _lookup(KL_ESTIMATORS, kl_estimator, "kl_estimator")
+    log_ratio_fn = _lookup(RATIO_LEVELS, ratio_level, "ratio_level")
+    term_fn = _lookup(POLICY_LOSSES, loss, "policy loss")
     assert logp_BT.shape == mask_BT.shape, f"logp {tuple(logp_BT.shape)} vs mask {tuple(mask_BT.shape)}"
     assert adv_BT.dim() == 2 and adv_BT.shape[0] == logp_BT.shape[0] and adv_BT.shape[1] in (1, logp_BT.shape[1]), (
         f"adv must be (B, T) or (B, 1) for logp {tuple(logp_BT.shape)}, got {tuple(adv_BT.shape)}"
@@ -145,11 +196,9 @@ def policy_loss(
             f"old_logp {tuple(old_logp_BT.shape)} vs logp {tuple(logp_BT.shape)}"
         )
         old_logp_BT = old_logp_BT.detach()
-        ratio_BT = torch.exp(logp_BT - old_logp_BT)
-        unclipped_BT = -ratio_BT * adv_BT
-        clipped_BT = -ratio_BT.clamp(1.0 - clip_low, 1.0 + clip_high) * adv_BT
-        per_token_BT = torch.maximum(unclipped_BT, clipped_BT)  # = -min(ratio·A, clip(ratio)·A)
-        clip_fraction = masked_mean((clipped_BT > unclipped_BT).float())
+        ratio_BT = torch.exp(log_ratio_fn(logp_BT, old_logp_BT, mask_BT))
+        per_token_BT, clipped_BT = term_fn(ratio_BT, adv_BT, logp_BT, clip_low, clip_high)
+        clip_fraction = masked_mean(clipped_BT.float())
         approx_kl = masked_mean(k3(old_logp_BT, logp_BT))  # samples come from old
 
     metrics = {"clip_fraction": clip_fraction, "approx_kl": approx_kl}
@@ -202,3 +251,5 @@ def value_loss(
 
 AGGREGATIONS = {"token_mean": token_mean, "seq_mean": seq_mean, "dr_grpo": dr_grpo}
 KL_ESTIMATORS = {"k1": k1, "k2": k2, "k3": k3}
+RATIO_LEVELS = {"token": token_ratio, "sequence": sequence_ratio}
+POLICY_LOSSES = {"ppo_clip": ppo_clip, "cispo": cispo}

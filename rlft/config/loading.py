@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rlft.config.checks import cross_checks, did_you_mean, gym_grader, key_hint
+from rlft.config.algorithm_checks import ALGORITHM_CHOICES, ALGORITHM_RANGES
 from rlft.config.files import read_toml
 from rlft.config.sections import (
     ConfigError,
@@ -42,17 +43,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "grader.judge.backoff": (lambda v: v >= 0, ">= 0 (seconds)"),
     "grader.judge.price_input": (lambda v: v >= 0, ">= 0 (USD per 1M tokens)"),
     "grader.judge.price_output": (lambda v: v >= 0, ">= 0 (USD per 1M tokens)"),
-    "algorithm.group_size": (lambda v: v >= 1, ">= 1"),
-    "algorithm.prompts_per_step": (lambda v: v >= 1, ">= 1"),
-    "algorithm.kl_coef": (lambda v: v >= 0, ">= 0"),
-    "algorithm.clip_low": (lambda v: v >= 0, ">= 0"),
-    "algorithm.clip_high": (lambda v: v >= 0, ">= 0"),
-    "algorithm.updates_per_batch": (lambda v: v >= 1, ">= 1"),
-    "algorithm.value_coef": (lambda v: v >= 0, ">= 0"),
-    "algorithm.value_clip": (lambda v: v >= 0, ">= 0 (0 = no clipping)"),
-    "algorithm.value_lr": (lambda v: v >= 0, ">= 0 (0 = optim.lr)"),
-    "algorithm.gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "algorithm.gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    **ALGORITHM_RANGES,
     "sampling.max_new_tokens": (lambda v: v >= 1, ">= 1"),
     "sampling.temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
     "sampling.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
@@ -107,6 +98,7 @@ _CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "algorithm.gae_level": ("GAE level", _table("rlft.algos.values", "GAE")),
     "algorithm.kl_estimator": ("KL estimator", _table("rlft.algos.losses", "KL_ESTIMATORS")),
     "algorithm.aggregation": ("aggregation", _table("rlft.algos.losses", "AGGREGATIONS")),
+    **ALGORITHM_CHOICES,
     "world.tool_format": ("tool-call format", lambda: ["auto", *_table("rlft.envs.tools", "TOOL_FORMATS")()]),
     "game.opponents": ("opponent", _table("rlft.envs.games.tictactoe", "PLAYERS")),
     "optim.schedule": ("learning-rate schedule", _table("rlft.learner", "SCHEDULES")),

@@ -221,6 +221,10 @@ class AlgorithmConfig:
     """Optimizer passes over each sampled batch; > 1 needs old logprobs and clipping."""
     aggregation: str = "token_mean"
     """How token losses are reduced, a key of rlft.algos.losses.AGGREGATIONS."""
+    ratio_level: str = "token"
+    """Importance ratio pi/pi_old, a key of rlft.algos.losses.RATIO_LEVELS: token (PPO) | sequence (GSPO: one length-normalised ratio per sequence, clipped as a whole; the paper's clip range is ~0.0003-0.0004 and its aggregation seq_mean). Matters only when a batch is reused (updates_per_batch > 1)."""
+    policy_loss: str = "ppo_clip"
+    """Per-token policy term, a key of rlft.algos.losses.POLICY_LOSSES: ppo_clip (a token past the clip range gets no gradient) | cispo (MiniMax-M1: the importance weight is clipped to [1 - clip_low, 1 + clip_high] and its gradient stopped, every token keeps its gradient; the paper uses a wide clip_high)."""
     value_coef: float = 0.1
     """ppo: weight of the value loss added to the policy loss (its gradient reaches the shared trunk)."""
     value_clip: float = 0.2

@@ -76,11 +76,7 @@ def train(job: Job) -> dict:
     state = resume(run, optimizer, scheduler)
     first = state.get("step", 0)
     run.sampler.version = state.get("sampler_version", first)
-    loss = LossSettings(
-        clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation, kl_coef=algo.kl_coef,
-        kl_estimator=algo.kl_estimator, temperature=job.sampling.temperature or 1.0,
-        max_tokens=job.sampling.max_new_tokens,
-    )
+    loss = LossSettings.of(algo, job.sampling)
 
     def works(step: int) -> list[Work]:
         idx = [item_order(len(items), job.run.seed, pos) for pos in range((step - 1) * P, step * P)]

@@ -1,0 +1,139 @@
+"""The 2025-26 catalogue (issue 18): sequence-level ratios (GSPO) and CISPO. Hand-worked values
+in the comments, and the invariants: at ratio 1 every policy loss is REINFORCE; sequence-level
+with one-token completions is token-level.
+
+Run: python -m pytest -q tests/test_algos_catalogue.py
+"""
+
+import json
+import math
+
+import pytest
+import torch
+
+from rlft import train_rl
+from rlft.algos.losses import AGGREGATIONS, POLICY_LOSSES, Norm, policy_loss, sequence_ratio
+from rlft.config import AlgorithmConfig, ConfigError, SamplingConfig, help_text, load_job
+from rlft.learner import LossSettings
+from rlft.tasks import arithmetic
+
+# --- 1. sequence-level ratios (GSPO) and CISPO ----------------------------------------------
+
+
+def test_sequence_ratio_hand_worked():
+    # log-ratios [0.2, -0.4] on the 2 masked tokens (the third is padding, 5.0 ignored):
+    # log s = (0.2 - 0.4) / 2 = -0.1 on every token, and each token's gradient is its own logp's
+    logp = torch.tensor([[0.2, -0.4, 5.0]], requires_grad=True)
+    log_s = sequence_ratio(logp, torch.zeros(1, 3), torch.tensor([[1, 1, 0]]))
+    torch.testing.assert_close(log_s[:, :2].detach(), torch.tensor([[-0.1, -0.1]]))
+    g, = torch.autograd.grad(log_s[0, 0], logp)
+    torch.testing.assert_close(g, torch.tensor([[1.0, 0.0, 0.0]]))
+
+
+def test_gspo_clips_whole_sequences_hand_worked():
+    # seq A: log-ratios [0.3, 0.1], mean 0.2 -> s = e^0.2 = 1.2214 > 1.1 (A = +1): clipped, no gradient.
+    # seq B: log-ratios [0.0, 0.1], mean 0.05 -> s = e^0.05 = 1.0513, inside: gradient -s·A per token.
+    # seq_mean: loss = (-1.1 + -1.0513) / 2 = -1.0756; d/dlogp on B's tokens = -1.0513 / 2 tokens / 2 seqs.
+    logp = torch.tensor([[0.3, 0.1], [0.0, 0.1]], requires_grad=True)
+    old, adv, mask = torch.zeros(2, 2), torch.ones(2, 1), torch.ones(2, 2)
+    kw = dict(old_logp_BT=old, clip_low=0.1, clip_high=0.1, aggregation="seq_mean")
+    loss, m = policy_loss(logp, adv, mask, Norm.of(mask, 2), ratio_level="sequence", **kw)
+    g, = torch.autograd.grad(loss, logp)
+    s_b = math.exp(0.05)
+    assert loss.item() == pytest.approx((-1.1 - s_b) / 2)
+    torch.testing.assert_close(g, torch.tensor([[0.0, 0.0], [-s_b / 4, -s_b / 4]]))
+    assert m["clip_fraction"].item() == pytest.approx(2 / 4)
+    # token level clips 3 of the 4 tokens instead: e^0.3, e^0.1 and e^0.1 are all > 1.1
+    _, m_tok = policy_loss(logp, adv, mask, Norm.of(mask, 2), ratio_level="token", **kw)
+    assert m_tok["clip_fraction"].item() == pytest.approx(3 / 4)
+
+
+def test_cispo_keeps_every_tokens_gradient_hand_worked():
+    # ratios [1.5, 0.5, 1.1], adv [1, -1, 1], clip 0.2 / 0.28: PPO-clip zeroes the first two tokens.
+    # CISPO's weights sg(clip(r)) = [1.28, 0.8, 1.1]; per token -w·A·logp with logp = log r (old = 0):
+    # loss = -(1.28·log 1.5 - 0.8·log 0.5 + 1.1·log 1.1) / 3 = -(0.51900 + 0.55452 + 0.10484) / 3 = -0.39279
+    # d/dlogp = -w·A / 3 = [-1.28/3, 0.8/3, -1.1/3]: no token loses its gradient.
+    ratio = torch.tensor([[1.5, 0.5, 1.1]])
+    logp = ratio.log().requires_grad_()
+    adv, mask = torch.tensor([[1.0, -1.0, 1.0]]), torch.ones(1, 3)
+    loss, m = policy_loss(logp, adv, mask, Norm.of(mask, 3), old_logp_BT=torch.zeros(1, 3),
+                          clip_low=0.2, clip_high=0.28, loss="cispo")
+    g, = torch.autograd.grad(loss, logp)
+    assert loss.item() == pytest.approx(-0.39279, abs=1e-5)
+    torch.testing.assert_close(g, torch.tensor([[-1.28 / 3, 0.8 / 3, -1.1 / 3]]))
+    assert m["clip_fraction"].item() == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("aggregation", sorted(AGGREGATIONS))
+@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
+@pytest.mark.parametrize("loss", sorted(POLICY_LOSSES))
+@pytest.mark.parametrize("adv_shape", [(4, 1), (4, 6)])
+def test_ratio_one_is_reinforce(aggregation, ratio_level, loss, adv_shape):
+    """old_logp = logp.detach(): every ratio level and policy loss has the REINFORCE gradient."""
+    torch.manual_seed(0)
+    logp = torch.randn(4, 6).requires_grad_()
+    adv = torch.randn(*adv_shape)
+    mask = (torch.rand(4, 6) > 0.3).long()
+    norm = Norm.of(mask, 6)
+    g_pg, = torch.autograd.grad(policy_loss(logp, adv, mask, norm, aggregation=aggregation)[0], logp)
+    out, m = policy_loss(logp, adv, mask, norm, old_logp_BT=logp.detach(), aggregation=aggregation,
+                         ratio_level=ratio_level, loss=loss)
+    g, = torch.autograd.grad(out, logp)
+    torch.testing.assert_close(g, g_pg)
+    assert m["clip_fraction"] == 0
+
+
+@pytest.mark.parametrize("loss", sorted(POLICY_LOSSES))
+def test_sequence_level_with_one_token_completions_is_token_level(loss):
+    """Each sequence trains one token (the rest is prompt/padding): sequence ratio == token ratio."""
+    torch.manual_seed(1)
+    logp = (torch.randn(5, 4) * 0.3).requires_grad_()
+    old = logp.detach() + torch.randn(5, 4) * 0.3  # ratios spread across the clip range
+    mask = torch.zeros(5, 4)
+    mask[torch.arange(5), torch.tensor([0, 3, 1, 2, 3])] = 1
+    adv, norm = torch.randn(5, 1), Norm.of(mask, 4)
+    kw = dict(old_logp_BT=old, clip_low=0.2, clip_high=0.28, loss=loss)
+    a, ma = policy_loss(logp, adv, mask, norm, ratio_level="token", **kw)
+    b, mb = policy_loss(logp, adv, mask, norm, ratio_level="sequence", **kw)
+    ga, = torch.autograd.grad(a, logp)
+    gb, = torch.autograd.grad(b, logp)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(ga, gb)
+    assert ma["clip_fraction"] == mb["clip_fraction"] and 0 < ma["clip_fraction"] < 1
+
+
+def test_loop_settings_keep_their_defaults():
+    # the loops' settings with every field at its default: what train_rl and the distributed loop built by hand
+    assert LossSettings.of(AlgorithmConfig(), SamplingConfig()) == LossSettings(
+        clip_low=0.2, clip_high=0.28, aggregation="token_mean", kl_coef=0.0, kl_estimator="k3",
+        temperature=1.0, max_tokens=256,
+    )
+
+
+def test_ratio_level_and_policy_loss_config():
+    text = help_text()
+    assert "ratio_level" in text and "policy_loss" in text and "cispo" in text
+    with pytest.raises(ConfigError, match="did you mean 'sequence'"):
+        load_job(None, ["algorithm.ratio_level=sequense"])
+    with pytest.raises(ConfigError, match="valid: ppo_clip, cispo"):
+        load_job(None, ["algorithm.policy_loss=cisp"])
+
+
+def _run(tiny_dir, tmp_path, name, *overrides) -> list[dict]:
+    """Two RL steps of the tiny model on 2-digit addition; the metrics rows of the steps."""
+    train, _ = arithmetic.make_splits(2, 8, 2, seed=0, forget=0.6)
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(it) + "\n" for it in train))
+    train_rl.train(load_job(None, [
+        f"model.path={tiny_dir}", f"data.train={tmp_path / 'train.jsonl'}", f"run.out={tmp_path / name}",
+        "algorithm.prompts_per_step=2", "algorithm.group_size=4", "sampling.max_new_tokens=4", "optim.lr=1e-2",
+        "optim.steps=2", "run.progress=false", "grader.type=regex", "grader.pattern=[0-9]",
+        "algorithm.drop_zero_advantage=false", *overrides,
+    ]))
+    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "attempts" in r]
+
+
+def test_rl_steps_with_gspo_and_cispo(tiny_dir, tmp_path):
+    rows = _run(tiny_dir, tmp_path, "gspo", "algorithm.updates_per_batch=2", "algorithm.ratio_level=sequence",
+                "algorithm.policy_loss=cispo")
+    assert len(rows) == 2 and all(math.isfinite(r["loss"]) and 0 <= r["clip_fraction"] <= 1 for r in rows)
