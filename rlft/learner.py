@@ -17,6 +17,7 @@ import torch
 
 from rlft.algos.logprobs import prefix_logprobs
 from rlft.algos.losses import Norm, policy_loss
+from rlft.algos.mismatch import mismatch_kl, mismatch_weights, resolve
 from rlft.config import AlgorithmConfig, OptimConfig, SamplingConfig
 from rlft.types import Batch
 
@@ -36,18 +37,24 @@ class LossSettings:
     kl_estimator: str = "k3"
     temperature: float = 1.0  # the sampler's, so learner and sampler logprobs agree
     max_tokens: int = 1  # the generation budget, for the Dr. GRPO constant normaliser
-    logp_gap: bool = True  # log |learner - sampler| logprobs; off for demonstrations (no sampler)
+    logp_gap: bool = True  # log |learner - sampler| logprobs and the mismatch KL; off for demonstrations (no sampler)
     ratio_level: str = "token"  # a key of rlft.algos.losses.RATIO_LEVELS (sequence = GSPO)
     policy_loss: str = "ppo_clip"  # a key of rlft.algos.losses.POLICY_LOSSES
+    mismatch: str = "off"  # off, or a key of rlft.algos.mismatch.MISMATCH ("auto" resolved by ``of``)
+    mismatch_level: str = "token"
+    mismatch_cap: float = 2.0
 
     @classmethod
-    def of(cls, algo: AlgorithmConfig, sampling: SamplingConfig) -> "LossSettings":
-        """The RL loops' settings, from the job's [algorithm] and [sampling]."""
+    def of(cls, algo: AlgorithmConfig, sampling: SamplingConfig, sampler_differs: bool = False) -> "LossSettings":
+        """The RL loops' settings. ``sampler_differs``: the sampler's engine or precision is not the
+        learner's (vLLM, another dtype), which turns ``algorithm.mismatch = "auto"`` on."""
         return cls(
             clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation,
             kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
             temperature=sampling.temperature or 1.0, max_tokens=sampling.max_new_tokens,
             ratio_level=algo.ratio_level, policy_loss=algo.policy_loss,
+            mismatch=resolve(algo.mismatch, sampler_differs), mismatch_level=algo.mismatch_level,
+            mismatch_cap=algo.mismatch_cap,
         )
 
 
@@ -123,44 +130,18 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
     process would (the sum of the shards' gradients IS the full batch's).
 
     ``critic`` (rlft.critic.ValueCritic, PPO): its ``watch`` sees each micro-batch's forward pass
-    and its ``loss`` (value_coef · value loss) is added to the policy loss; "loss" then is the sum."""
+    and its ``loss`` (value_coef · value loss) is added to the policy loss; "loss" then is the sum.
+
+    ``loss.mismatch`` on: each micro-batch's advantages are reweighted by the sampler/learner
+    importance weight (rlft.algos.mismatch) of pi_old = old_logp_BT, or, with one update per
+    batch, this forward pass's logprobs without gradient (the same numbers)."""
     device = next(model.parameters()).device
     norm = norm or Norm.of(batch.loss_mask_BT, loss.max_tokens)
     totals = {"loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "kl": 0.0}
     if loss.logp_gap:
-        totals["logp_gap"] = 0.0
-    n_tokens = norm.n_tokens  # the step's trained tokens (>= 1), on every rank
+        totals |= {"logp_gap": 0.0, "mismatch/kl": 0.0}
     for mb in micro_batches(batch, optim.micro_batch_size, device):
-        with critic.watch(model) if critic is not None else nullcontext([]) as hidden:
-            logp_BT, ent_BT = batch_logprobs(model, mb, loss.temperature, with_entropy=True)
-        value, metrics = policy_loss(
-            logp_BT,
-            mb.adv_BT,
-            mb.loss_mask_BT,
-            norm,
-            old_logp_BT=mb.old_logp_BT,
-            clip_low=loss.clip_low,
-            clip_high=loss.clip_high,
-            aggregation=loss.aggregation,
-            ref_logp_BT=mb.ref_logp_BT,
-            kl_coef=loss.kl_coef,
-            kl_estimator=loss.kl_estimator,
-            ratio_level=loss.ratio_level,
-            loss=loss.policy_loss,
-        )
-        if critic is not None:
-            value_term, value_metrics = critic.loss(hidden, mb, norm)
-            value, metrics = value + value_term, {**metrics, **value_metrics}
-        value.backward()
-        # token-weighted sums of this micro-batch's masked means -> step means
-        w = float(mb.loss_mask_BT.sum()) / n_tokens
-        totals["loss"] += float(value.detach())
-        totals["entropy"] += float((ent_BT * mb.loss_mask_BT).sum()) / n_tokens  # no graph
-        if loss.logp_gap:
-            gap_BT = (logp_BT.detach() - mb.sampler_logp_BT).abs() * mb.loss_mask_BT
-            totals["logp_gap"] += float(gap_BT.sum()) / n_tokens
-        for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + float(v) * w
+        _micro_step(model, mb, loss, norm, critic, totals)
     params = [p for p in model.parameters() if p.requires_grad]
     if all_reduce is not None:
         _reduce(params, totals, all_reduce)
@@ -170,6 +151,50 @@ def update(model, optimizer, batch: Batch, loss: LossSettings, optim: OptimConfi
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return {**totals, "grad_norm": grad_norm, "skipped_update": float(skipped), "lr": optimizer.param_groups[0]["lr"]}
+
+
+def _micro_step(model, mb: Batch, loss: LossSettings, norm: Norm, critic, totals: dict[str, float]) -> None:
+    """Forward and backward of one micro-batch; adds its share of each step metric to ``totals``."""
+    n_tokens = norm.n_tokens  # the step's trained tokens (>= 1), on every rank
+    with critic.watch(model) if critic is not None else nullcontext([]) as hidden:
+        logp_BT, ent_BT = batch_logprobs(model, mb, loss.temperature, with_entropy=True)
+    adv_BT, metrics = mb.adv_BT, {}
+    if loss.mismatch != "off":
+        pi_old_BT = mb.old_logp_BT if mb.old_logp_BT is not None else logp_BT.detach()
+        w_BT, metrics = mismatch_weights(pi_old_BT, mb.sampler_logp_BT, mb.loss_mask_BT,
+                                         mode=loss.mismatch, level=loss.mismatch_level, cap=loss.mismatch_cap)
+        adv_BT = adv_BT * w_BT
+    value, pg_metrics = policy_loss(
+        logp_BT,
+        adv_BT,
+        mb.loss_mask_BT,
+        norm,
+        old_logp_BT=mb.old_logp_BT,
+        clip_low=loss.clip_low,
+        clip_high=loss.clip_high,
+        aggregation=loss.aggregation,
+        ref_logp_BT=mb.ref_logp_BT,
+        kl_coef=loss.kl_coef,
+        kl_estimator=loss.kl_estimator,
+        ratio_level=loss.ratio_level,
+        loss=loss.policy_loss,
+    )
+    metrics |= pg_metrics
+    if critic is not None:
+        value_term, value_metrics = critic.loss(hidden, mb, norm)
+        value, metrics = value + value_term, {**metrics, **value_metrics}
+    value.backward()
+    # token-weighted sums of this micro-batch's masked means -> step means
+    w = float(mb.loss_mask_BT.sum()) / n_tokens
+    totals["loss"] += float(value.detach())
+    totals["entropy"] += float((ent_BT * mb.loss_mask_BT).sum()) / n_tokens  # no graph
+    if loss.logp_gap:
+        gap_BT = (logp_BT.detach() - mb.sampler_logp_BT).abs() * mb.loss_mask_BT
+        totals["logp_gap"] += float(gap_BT.sum()) / n_tokens
+        pi_old_BT = mb.old_logp_BT if mb.old_logp_BT is not None else logp_BT  # before this batch's updates
+        totals["mismatch/kl"] += float(mismatch_kl(pi_old_BT, mb.sampler_logp_BT, mb.loss_mask_BT)) / n_tokens
+    for k, v in metrics.items():
+        totals[k] = totals.get(k, 0.0) + float(v) * w
 
 
 def _reduce(params: list, totals: dict[str, float], all_reduce: Callable[[torch.Tensor], None]) -> None:

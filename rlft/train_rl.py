@@ -92,7 +92,7 @@ def train(job: Job) -> dict:
     params = SamplingParams(
         sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k, tuple(sampling.stop)
     )
-    loss = LossSettings.of(algo, sampling)
+    loss = LossSettings.of(algo, sampling)  # the sampler shares the module: mismatch "auto" is off
     with run.interrupts, Progress(job.optim.steps, algo.name, enabled=job.run.progress, start=first) as bar:
         for step in range(first + 1, job.optim.steps + 1):
             t_step = time.perf_counter()

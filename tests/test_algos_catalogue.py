@@ -1,6 +1,7 @@
-"""The 2025-26 catalogue (issue 18): sequence-level ratios (GSPO) and CISPO. Hand-worked values
-in the comments, and the invariants: at ratio 1 every policy loss is REINFORCE; sequence-level
-with one-token completions is token-level.
+"""The 2025-26 catalogue (issue 18): sequence-level ratios (GSPO), CISPO, sampler/learner mismatch
+correction (TIS / MIS). Hand-worked values in the comments, and the invariants: at ratio 1 every
+policy loss is REINFORCE; sequence-level with one-token completions is token-level; a sampler
+that matches the learner changes nothing.
 
 Run: python -m pytest -q tests/test_algos_catalogue.py
 """
@@ -13,9 +14,12 @@ import torch
 
 from rlft import train_rl
 from rlft.algos.losses import AGGREGATIONS, POLICY_LOSSES, Norm, policy_loss, sequence_ratio
+from rlft.algos.mismatch import mismatch_kl, mismatch_weights, resolve
 from rlft.config import AlgorithmConfig, ConfigError, SamplingConfig, help_text, load_job
-from rlft.learner import LossSettings
+from rlft.data import collate
+from rlft.learner import LossSettings, fill_logprobs, make_optimizer, update
 from rlft.tasks import arithmetic
+from rlft.types import Trajectory
 
 # --- 1. sequence-level ratios (GSPO) and CISPO ----------------------------------------------
 
@@ -137,3 +141,118 @@ def test_rl_steps_with_gspo_and_cispo(tiny_dir, tmp_path):
     rows = _run(tiny_dir, tmp_path, "gspo", "algorithm.updates_per_batch=2", "algorithm.ratio_level=sequence",
                 "algorithm.policy_loss=cispo")
     assert len(rows) == 2 and all(math.isfinite(r["loss"]) and 0 <= r["clip_fraction"] <= 1 for r in rows)
+
+
+# --- 2. sampler/learner mismatch: TIS and MIS -------------------------------------------------
+
+LEARNER = torch.tensor([[-1.0, -2.0, -0.5]])
+SAMPLER = torch.tensor([[-1.5, -2.0, -0.1]])
+ONES = torch.ones(1, 3)
+
+
+def test_tis_token_hand_worked():
+    # rho = pi/mu = [e^0.5, e^0, e^-0.4] = [1.6487, 1, 0.6703]; cap 1.5 -> [1.5, 1, 0.6703]
+    w, m = mismatch_weights(LEARNER, SAMPLER, ONES, mode="tis", level="token", cap=1.5)
+    torch.testing.assert_close(w, torch.tensor([[1.5, 1.0, math.exp(-0.4)]]))
+    assert m["mismatch/capped_fraction"] == pytest.approx(1 / 3)
+    assert m["mismatch/weight_mean"] == pytest.approx((1.5 + 1 + math.exp(-0.4)) / 3)
+
+
+def test_mis_token_hand_worked():
+    # cap 1.5 keeps rho in [0.6667, 1.5]: 1.6487 is rejected (0), 1 and 0.6703 keep their ratio
+    w, m = mismatch_weights(LEARNER, SAMPLER, ONES, mode="mis", level="token", cap=1.5)
+    torch.testing.assert_close(w, torch.tensor([[0.0, 1.0, math.exp(-0.4)]]))
+    assert m["mismatch/masked_fraction"] == pytest.approx(1 / 3)
+
+
+def test_sequence_level_hand_worked():
+    # seq 0: token log-ratios [0.3, -0.1] -> rho = e^0.2 = 1.2214 on both; seq 1: [0.5, 0.4] -> e^0.9 = 2.4596.
+    # The third column is padding: weight 1, not counted. cap 2: tis -> seq 1 capped at 2; mis -> seq 1 rejected.
+    learner = torch.tensor([[0.3, -0.1, 9.0], [0.5, 0.4, 9.0]])
+    sampler, mask = torch.zeros(2, 3), torch.tensor([[1, 1, 0], [1, 1, 0]])
+    r0 = math.exp(0.2)
+    w, m = mismatch_weights(learner, sampler, mask, mode="tis", level="sequence", cap=2.0)
+    torch.testing.assert_close(w, torch.tensor([[r0, r0, 1.0], [2.0, 2.0, 1.0]]))
+    assert m["mismatch/capped_fraction"] == pytest.approx(2 / 4)
+    w, m = mismatch_weights(learner, sampler, mask, mode="mis", level="sequence", cap=2.0)
+    torch.testing.assert_close(w, torch.tensor([[r0, r0, 1.0], [0.0, 0.0, 1.0]]))
+    assert m["mismatch/masked_fraction"] == pytest.approx(2 / 4)
+
+
+def test_mismatch_kl_hand_worked():
+    # k3 of KL(mu || pi), tokens from mu: rho - 1 - log rho with rho = pi/mu
+    # = (e^0.5 - 1.5) + 0 + (e^-0.4 - 1 + 0.4) = 0.14872 + 0 + 0.07032
+    expected = math.exp(0.5) - 1.5 + math.exp(-0.4) - 0.6
+    assert mismatch_kl(LEARNER, SAMPLER, ONES).item() == pytest.approx(expected, rel=1e-5)
+    assert mismatch_kl(LEARNER, LEARNER, ONES).item() == 0
+
+
+def test_auto_is_on_only_when_the_sampler_differs():
+    assert resolve("auto", sampler_differs=True) == "tis"
+    assert resolve("auto", sampler_differs=False) == "off"
+    assert resolve("mis", sampler_differs=False) == "mis" and resolve("off", sampler_differs=True) == "off"
+    assert LossSettings.of(AlgorithmConfig(), SamplingConfig()).mismatch == "off"
+    assert LossSettings.of(AlgorithmConfig(), SamplingConfig(), sampler_differs=True).mismatch == "tis"
+
+
+def _step(model_dir, batch, loss):
+    from rlft.models import load_model
+
+    model = load_model(model_dir, device=torch.device("cpu"), dtype=torch.float32)
+    optim = load_job(None, ["optim.lr=1e-2"]).optim
+    optimizer, _ = make_optimizer(model, optim)
+    metrics = update(model, optimizer, batch, loss, optim)
+    return {k: v.clone() for k, v in model.state_dict().items()}, metrics
+
+
+def _trajectories():
+    torch.manual_seed(3)
+    return [Trajectory([1, 5, *torch.randint(3, 40, (n,)).tolist()], [0, 0] + [1] * n, [0.0] * (n + 2))
+            for n in (3, 5, 2, 4)]
+
+
+def test_update_reweights_by_the_mismatch(tiny_dir):
+    """In learner.update: a sampler that matches the learner changes nothing; one that does not is
+    the same step as advantages premultiplied by the hand-computed weights."""
+    from rlft.models import load_model
+
+    model = load_model(tiny_dir, device=torch.device("cpu"), dtype=torch.float32)
+    batch = collate(_trajectories(), [1.0, -0.5, 0.7, -1.2], pad_id=0)
+    batch.sampler_logp_BT = fill_logprobs(model, batch, 0, 1.0) * batch.loss_mask_BT
+    off = LossSettings(max_tokens=8)
+    tis = LossSettings(max_tokens=8, mismatch="tis", mismatch_cap=1.5)
+    w_off, _ = _step(tiny_dir, batch, off)
+    w_same, m = _step(tiny_dir, batch, tis)
+    assert all(torch.equal(w_off[k], w_same[k]) for k in w_off)
+    assert m["mismatch/kl"] == 0 and m["mismatch/capped_fraction"] == 0 and m["mismatch/weight_mean"] == 1
+
+    sign_T = torch.where(torch.arange(batch.loss_mask_BT.shape[1]) % 2 == 0, 1.0, -1.0)
+    batch.sampler_logp_BT = batch.sampler_logp_BT + 0.5 * sign_T * batch.loss_mask_BT  # rho = e^-0.5 or e^0.5 > cap
+    learner = fill_logprobs(model, batch, 0, 1.0)
+    w_BT, _ = mismatch_weights(learner, batch.sampler_logp_BT, batch.loss_mask_BT, mode="tis", level="token", cap=1.5)
+    w_tis, m = _step(tiny_dir, batch, tis)
+    assert 0 < m["mismatch/capped_fraction"] < 1 and m["mismatch/kl"] > 0
+    batch.adv_BT = batch.adv_BT * w_BT
+    w_hand, _ = _step(tiny_dir, batch, off)
+    for k in w_tis:
+        torch.testing.assert_close(w_tis[k], w_hand[k])
+
+
+def test_mismatch_config():
+    text = help_text()
+    assert all(k in text for k in ("mismatch", "mismatch_level", "mismatch_cap"))
+    with pytest.raises(ConfigError, match="valid: auto, off, tis, mis"):
+        load_job(None, ["algorithm.mismatch=is"])
+    with pytest.raises(ConfigError, match="mismatch_cap.*>= 1"):
+        load_job(None, ["algorithm.mismatch_cap=0.5"])
+    with pytest.raises(ConfigError, match="max_staleness = 1.*fix: mismatch = \"auto\""):
+        load_job(None, ["algorithm.mismatch=tis", "distributed.max_staleness=1"])
+
+
+def test_rl_steps_with_masked_importance_sampling(tiny_dir, tmp_path):
+    rows = _run(tiny_dir, tmp_path, "mis", "algorithm.updates_per_batch=2", "algorithm.mismatch=mis",
+                "algorithm.mismatch_level=sequence")
+    assert len(rows) == 2
+    for r in rows:  # the sampler shares the learner's module: nothing to correct, and nothing rejected
+        assert math.isfinite(r["loss"]) and r["mismatch/kl"] == pytest.approx(0, abs=1e-6)
+        assert r["mismatch/masked_fraction"] == 0 and r["mismatch/weight_mean"] == pytest.approx(1, abs=1e-5)

@@ -1,5 +1,6 @@
-"""Checks of the [algorithm] table: value ranges and the fields that pick from a table of
-rlft.algos (rlft.config.loading merges them into its own)."""
+"""Checks of the [algorithm] table: value ranges, the fields that pick from a table of
+rlft.algos, and the combinations that fail before any model loads (rlft.config.loading merges
+them into its own)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ ALGORITHM_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algorithm.value_lr": (lambda v: v >= 0, ">= 0 (0 = optim.lr)"),
     "algorithm.gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "algorithm.gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "algorithm.mismatch_cap": (lambda v: v >= 1, ">= 1 (below 1 it would shrink tokens sampler and learner agree on)"),
 }
 
 
@@ -31,5 +33,21 @@ def _keys(module: str, name: str, *first: str) -> Callable[[], list[str]]:
 ALGORITHM_CHOICES: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "algorithm.ratio_level": ("ratio level", _keys("rlft.algos.losses", "RATIO_LEVELS")),
     "algorithm.policy_loss": ("policy loss", _keys("rlft.algos.losses", "POLICY_LOSSES")),
+    "algorithm.mismatch": ("mismatch correction", _keys("rlft.algos.mismatch", "MISMATCH", "auto", "off")),
+    "algorithm.mismatch_level": ("mismatch level", _keys("rlft.algos.mismatch", "MISMATCH_LEVELS")),
 }
 
+
+def algorithm_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list[str]:
+    """[algorithm] settings that do not combine with another field: one line each, naming both
+    fields and the fix. ``s`` maps section names to built configs, ``src`` (section, key) to where
+    a value came from."""
+    a, out = s["algorithm"], []
+    staleness = s["distributed"].max_staleness
+    if a.mismatch not in ("auto", "off") and staleness > 0:
+        at = src.get(("algorithm", "mismatch"), f"[algorithm] mismatch = {a.mismatch!r}")
+        out.append(f"{at}: with distributed.max_staleness = {staleness} the staleness correction already reweights "
+                   f"every token by learner/sampler probability (capped at distributed.is_cap), so the mismatch "
+                   f"would be corrected twice; fix: mismatch = \"auto\" (it leaves the correction to the staleness "
+                   f"one) or distributed.max_staleness = 0")
+    return out

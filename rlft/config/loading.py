@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rlft.config.checks import cross_checks, did_you_mean, gym_grader, key_hint
-from rlft.config.algorithm_checks import ALGORITHM_CHOICES, ALGORITHM_RANGES
+from rlft.config.algorithm_checks import ALGORITHM_CHOICES, ALGORITHM_RANGES, algorithm_checks
 from rlft.config.files import read_toml
 from rlft.config.sections import (
     ConfigError,
@@ -186,6 +186,7 @@ def load_job(path: str | Path | None, overrides: Sequence[str] = ()) -> Job:
     if not errors:
         sections["grader"] = gym_grader(sections, src)
         errors += cross_checks(sections, src)
+        errors += algorithm_checks(sections, src)
     if not errors:  # still before any model loads
         errors += _grader_checks(sections["grader"], base_dir, f"{fname}: [grader]")
     if errors:

@@ -225,6 +225,12 @@ class AlgorithmConfig:
     """Importance ratio pi/pi_old, a key of rlft.algos.losses.RATIO_LEVELS: token (PPO) | sequence (GSPO: one length-normalised ratio per sequence, clipped as a whole; the paper's clip range is ~0.0003-0.0004 and its aggregation seq_mean). Matters only when a batch is reused (updates_per_batch > 1)."""
     policy_loss: str = "ppo_clip"
     """Per-token policy term, a key of rlft.algos.losses.POLICY_LOSSES: ppo_clip (a token past the clip range gets no gradient) | cispo (MiniMax-M1: the importance weight is clipped to [1 - clip_low, 1 + clip_high] and its gradient stopped, every token keeps its gradient; the paper uses a wide clip_high)."""
+    mismatch: str = "auto"
+    """Sampler/learner mismatch correction (rlft.algos.mismatch): off | tis (truncated importance sampling, weight min(pi/mu, cap)) | mis (masked: weight pi/mu, 0 outside [1/cap, cap]) | auto (tis when the sampler's engine or precision differs from the learner's, e.g. vLLM; off when they share the module or when distributed.max_staleness > 0 already corrects)."""
+    mismatch_level: str = "token"
+    """What one mismatch weight covers, a key of rlft.algos.mismatch.MISMATCH_LEVELS: token (each token's ratio) | sequence (the product over the sequence: unbiased, higher variance)."""
+    mismatch_cap: float = 2.0
+    """The mismatch weight's bound (>= 1): tis caps it here; mis rejects tokens or sequences outside [1/cap, cap]."""
     value_coef: float = 0.1
     """ppo: weight of the value loss added to the policy loss (its gradient reaches the shared trunk)."""
     value_clip: float = 0.2

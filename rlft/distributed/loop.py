@@ -76,7 +76,11 @@ def train(job: Job) -> dict:
     state = resume(run, optimizer, scheduler)
     first = state.get("step", 0)
     run.sampler.version = state.get("sampler_version", first)
-    loss = LossSettings.of(algo, job.sampling)
+    # the actors' numerics (rlft.distributed.workers: HF on the CPU, vLLM on the GPU) against the learner's; with
+    # max_staleness > 0 the staleness correction already reweights by learner/sampler, so "auto" stays off
+    dtype = job.model.dtype
+    differs = d.sampler != "hf" or pick_dtype(dtype, torch.device("cpu")) != pick_dtype(dtype, run.device)
+    loss = LossSettings.of(algo, job.sampling, sampler_differs=differs and d.max_staleness == 0)
 
     def works(step: int) -> list[Work]:
         idx = [item_order(len(items), job.run.seed, pos) for pos in range((step - 1) * P, step * P)]
