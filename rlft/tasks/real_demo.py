@@ -35,7 +35,7 @@ class Settings:
     model: str = MODEL
     n_train: int = 2000
     n_eval: int = 200
-    steps: int = 30
+    steps: int = 20
     prompts_per_step: int = 8
     group_size: int = 8
     lr: float = 2e-5
