@@ -28,6 +28,13 @@ def _job_parser(sub, name: str, help: str, description: str):
 
 
 DEFAULT_QUICKSTART_OUT = "runs/quickstart"
+EVAL_DESCRIPTION = (
+    "Score model.path on data.eval (data.train when eval is empty) with [grader], eval.samples attempts per "
+    "prompt (more than 1 needs eval.temperature > 0); writes eval.json (the metrics) and eval_samples.jsonl (one "
+    "line per attempt: item file:line, prompt, output, reward, pass, stop reason, grader error) in run.out. It "
+    "never writes into a training run's logs: when run.out holds one (config.toml, checkpoints/, final/ or "
+    "summary.json), it writes into a new folder run.out/eval-YYYYmmdd-HHMMSS/ instead, and says so."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,13 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "a value head), expert iteration, or sft on the demonstrations in data.completion.")
     _job_parser(sub, "sft", "supervised fine-tuning on demonstrations",
                 "Fine-tune on data.train's prompt/completion pairs (the RL loss with advantage 1).")
-    _job_parser(sub, "eval", "score a model on a dataset: mean reward, pass@1, pass@k",
-                "Score model.path on data.eval (data.train when eval is empty) with [grader], "
-                "eval.samples attempts per prompt (more than 1 needs eval.temperature > 0); writes eval.json "
-                "(the metrics) and eval_samples.jsonl (one line per attempt: item file:line, prompt, output, "
-                "reward, pass, stop reason, grader error) in run.out. It never writes into a training run's logs: "
-                "when run.out holds one (config.toml, checkpoints/, final/ or summary.json), it writes into a new "
-                "folder run.out/eval-YYYYmmdd-HHMMSS/ instead, and says so.")
+    _job_parser(sub, "eval", "score a model on a dataset: mean reward, pass@1, pass@k", EVAL_DESCRIPTION)
     g = _job_parser(sub, "check-grader", "score the grader on reference answers and adversarial probes (no model)",
                     "Before spending compute: the [grader] scores each item's reference (data.completion, else "
                     "the answer) and probes (empty, echoed prompt, very long, answer buried among others, format "
