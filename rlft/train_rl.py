@@ -25,6 +25,7 @@ from collections import Counter
 import torch
 
 from rlft.algos.advantages import group_stats
+from rlft.algos.overlong import LengthShaping
 from rlft.config import Job
 from rlft.critic import make_critic
 from rlft.data import DataError, collate, load_items, report_bad
@@ -93,6 +94,7 @@ def train(job: Job) -> dict:
         sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k, tuple(sampling.stop)
     )
     loss = LossSettings.of(algo, sampling)  # the sampler shares the module: mismatch "auto" is off
+    shaping = LengthShaping.of(algo, sampling)  # DAPO: overlong penalty, mask_truncated (off by default)
     with run.interrupts, Progress(job.optim.steps, algo.name, enabled=job.run.progress, start=first) as bar:
         for step in range(first + 1, job.optim.steps + 1):
             t_step = time.perf_counter()
@@ -111,8 +113,10 @@ def train(job: Job) -> dict:
             # 4-5. rewards -> advantages within each group (PPO: per token, after collation); errored excluded
             rewards_P_G = torch.tensor([[t.reward for t in g.trajectories_G] for g in groups])
             valid_P_G = torch.tensor([[not t.errored for t in g.trajectories_G] for g in groups])
-            adv_P_G = critic.sequence_advantages(rewards_P_G, valid_P_G)
-            keep_B = valid_P_G.flatten()
+            penalty_B, train_B, shaped = shaping(trajectories)
+            train_rewards_P_G = rewards_P_G + penalty_B.view_as(rewards_P_G)  # the logged reward stays the grader's
+            adv_P_G = critic.sequence_advantages(train_rewards_P_G, valid_P_G)
+            keep_B = valid_P_G.flatten() & train_B
             if algo.drop_zero_advantage:
                 keep_B = keep_B & (adv_P_G.flatten() != 0)  # not &=: flatten() is a view
             kept = [t for t, k in zip(trajectories, keep_B.tolist()) if k]
@@ -122,7 +126,7 @@ def train(job: Job) -> dict:
             metrics = {}
             if kept:
                 batch = collate(kept, adv_P_G.flatten()[keep_B].tolist(), run.tokenizer.pad_token_id)
-                metrics = critic.prepare(run.model, batch, rewards_P_G.flatten()[keep_B])
+                metrics = critic.prepare(run.model, batch, train_rewards_P_G.flatten()[keep_B])
                 if algo.updates_per_batch > 1:
                     batch.old_logp_BT = fill_logprobs(run.model, batch, job.optim.micro_batch_size, loss.temperature)
                 if reference is not None:
@@ -136,7 +140,7 @@ def train(job: Job) -> dict:
             # 11. log
             metrics |= step_metrics(trajectories, rewards_P_G, valid_P_G, len(kept), time.perf_counter() - t_step)
             metrics |= signal_metrics(rewards_P_G, valid_P_G, adv_P_G)  # for the no-signal warning
-            metrics |= times | {"time/learn": time.perf_counter() - t_learn} | watched
+            metrics |= times | {"time/learn": time.perf_counter() - t_learn} | watched | shaped
             if hasattr(run.grader, "metrics"):  # AI judges: calls, tokens, cost, cache hits, parse errors
                 metrics |= run.grader.metrics()
             state = {"sampler_version": run.sampler.version, "data_position": step * P}

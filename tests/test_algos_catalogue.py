@@ -1,7 +1,7 @@
 """The 2025-26 catalogue (issue 18): sequence-level ratios (GSPO), CISPO, sampler/learner mismatch
-correction (TIS / MIS). Hand-worked values in the comments, and the invariants: at ratio 1 every
-policy loss is REINFORCE; sequence-level with one-token completions is token-level; a sampler
-that matches the learner changes nothing.
+correction (TIS / MIS), DAPO's overlong penalty and mask_truncated. Hand-worked values in the
+comments, and the invariants: at ratio 1 every policy loss is REINFORCE; sequence-level with
+one-token completions is token-level; a sampler that matches the learner changes nothing.
 
 Run: python -m pytest -q tests/test_algos_catalogue.py
 """
@@ -15,6 +15,7 @@ import torch
 from rlft import train_rl
 from rlft.algos.losses import AGGREGATIONS, POLICY_LOSSES, Norm, policy_loss, sequence_ratio
 from rlft.algos.mismatch import mismatch_kl, mismatch_weights, resolve
+from rlft.algos.overlong import LengthShaping, longest_reply, soft_overlong_penalty
 from rlft.config import AlgorithmConfig, ConfigError, SamplingConfig, help_text, load_job
 from rlft.data import collate
 from rlft.learner import LossSettings, fill_logprobs, make_optimizer, update
@@ -256,3 +257,51 @@ def test_rl_steps_with_masked_importance_sampling(tiny_dir, tmp_path):
     for r in rows:  # the sampler shares the learner's module: nothing to correct, and nothing rejected
         assert math.isfinite(r["loss"]) and r["mismatch/kl"] == pytest.approx(0, abs=1e-6)
         assert r["mismatch/masked_fraction"] == 0 and r["mismatch/weight_mean"] == pytest.approx(1, abs=1e-5)
+
+
+# --- 4. overlong handling (DAPO) --------------------------------------------------------------
+
+
+def test_soft_overlong_penalty_hand_worked():
+    # max 10, buffer 4: free up to 6 tokens, then -1/4 per token down to -1 at 10
+    lengths = torch.tensor([3, 6, 7, 9, 10])
+    torch.testing.assert_close(soft_overlong_penalty(lengths, 10, 4, 1.0), torch.tensor([0, 0, -0.25, -0.75, -1.0]))
+    torch.testing.assert_close(soft_overlong_penalty(lengths, 10, 4, 0.5), torch.tensor([0, 0, -0.125, -0.375, -0.5]))
+    assert soft_overlong_penalty(lengths, 10, 0, 1.0).abs().sum() == 0  # buffer 0: off
+
+
+def test_length_shaping_of_trajectories():
+    # a multi-turn episode is judged by its longest reply (max_new_tokens caps each reply)
+    assert longest_reply([0, 1, 1, 0, 1]) == 2 and longest_reply([0, 0]) == 0
+    ts = [
+        Trajectory([0] * 8, [0, 0] + [1] * 6, [0.0] * 8, stop_reason="eos"),  # 6 tokens: free
+        Trajectory([0] * 10, [0, 0] + [1] * 8, [0.0] * 10, stop_reason="length"),  # 8: the limit, -1, cut
+        Trajectory([0] * 12, [0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1], [0.0] * 12, stop_reason="eos"),  # 7: -0.5
+    ]
+    shaping = LengthShaping(max_tokens=8, buffer=2, penalty=1.0, mask_truncated=True)
+    penalty, train, m = shaping(ts)
+    torch.testing.assert_close(penalty, torch.tensor([0.0, -1.0, -0.5]))
+    assert train.tolist() == [True, False, True]
+    assert m == {"overlong/penalty_mean": pytest.approx(-0.5), "overlong/penalised_fraction": pytest.approx(2 / 3),
+                 "truncated/masked_fraction": pytest.approx(1 / 3)}
+    penalty, train, m = LengthShaping(max_tokens=8)(ts)  # the defaults: nothing changes, nothing logged
+    assert penalty.abs().sum() == 0 and train.all() and m == {}
+
+
+def test_overlong_config():
+    text = help_text()
+    assert all(k in text for k in ("overlong_buffer", "overlong_penalty", "mask_truncated"))
+    with pytest.raises(ConfigError, match=r"overlong_buffer=300.*\(300 tokens\).*max_new_tokens = 256"):
+        load_job(None, ["algorithm.overlong_buffer=300"])
+
+
+def test_rl_steps_with_overlong_handling(tiny_dir, tmp_path):
+    rows = _run(tiny_dir, tmp_path, "overlong", "algorithm.overlong_buffer=2")
+    assert len(rows) == 2
+    for r in rows:  # a cut attempt (4 tokens, the limit) gets the whole penalty; the logged reward is the grader's
+        assert -1 <= r["overlong/penalty_mean"] <= -r["stop/length"] + 1e-6 and 0 <= r["reward_mean"] <= 1
+    # stop strings end some attempts before the limit (stop reason "stop"); the rest are cut ("length")
+    for r in _run(tiny_dir, tmp_path, "masked", "algorithm.mask_truncated=true", 'sampling.stop=["3", "5", "7"]'):
+        # every attempt cut at max_new_tokens leaves the update; the others are all trained on
+        assert r["truncated/masked_fraction"] == pytest.approx(r["stop/length"]) and 0 < r["stop/length"] < 1
+        assert r["kept_sequences"] == pytest.approx(r["attempts"] * (1 - r["truncated/masked_fraction"]))

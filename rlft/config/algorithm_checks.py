@@ -21,6 +21,8 @@ ALGORITHM_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algorithm.gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "algorithm.gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "algorithm.mismatch_cap": (lambda v: v >= 1, ">= 1 (below 1 it would shrink tokens sampler and learner agree on)"),
+    "algorithm.overlong_buffer": (lambda v: v >= 0, ">= 0 (0 = no overlong penalty)"),
+    "algorithm.overlong_penalty": (lambda v: v >= 0, ">= 0 (the reward term goes down to -overlong_penalty)"),
 }
 
 
@@ -50,4 +52,10 @@ def algorithm_checks(s: dict[str, Any], src: dict[tuple[str, str], str]) -> list
                    f"every token by learner/sampler probability (capped at distributed.is_cap), so the mismatch "
                    f"would be corrected twice; fix: mismatch = \"auto\" (it leaves the correction to the staleness "
                    f"one) or distributed.max_staleness = 0")
+    max_new = s["sampling"].max_new_tokens
+    if a.overlong_buffer > max_new:
+        at = src.get(("algorithm", "overlong_buffer"), f"[algorithm] overlong_buffer = {a.overlong_buffer}")
+        out.append(f"{at}: the overlong buffer ({a.overlong_buffer} tokens) is longer than sampling.max_new_tokens = "
+                   f"{max_new}, so even an empty reply would be penalised; fix: overlong_buffer <= {max_new} (DAPO: "
+                   f"a fifth to a quarter of it), or raise max_new_tokens")
     return out

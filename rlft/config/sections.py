@@ -231,6 +231,12 @@ class AlgorithmConfig:
     """What one mismatch weight covers, a key of rlft.algos.mismatch.MISMATCH_LEVELS: token (each token's ratio) | sequence (the product over the sequence: unbiased, higher variance)."""
     mismatch_cap: float = 2.0
     """The mismatch weight's bound (>= 1): tis caps it here; mis rejects tokens or sequences outside [1/cap, cap]."""
+    overlong_buffer: int = 0
+    """DAPO soft overlong penalty: over the last overlong_buffer tokens before sampling.max_new_tokens the reward trained on falls linearly to -overlong_penalty (rlft.algos.overlong; the logged reward stays the grader's); 0 = off."""
+    overlong_penalty: float = 1.0
+    """The reward term at sampling.max_new_tokens when overlong_buffer > 0 (as -overlong_penalty)."""
+    mask_truncated: bool = False
+    """Attempts cut by the length limit (stop reason "length") carry no loss (DAPO overlong filtering); they still count in their group's baseline."""
     value_coef: float = 0.1
     """ppo: weight of the value loss added to the policy loss (its gradient reaches the shared trunk)."""
     value_clip: float = 0.2

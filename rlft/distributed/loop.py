@@ -27,6 +27,7 @@ import time
 import torch
 
 from rlft.algos.advantages import ADVANTAGES
+from rlft.algos.overlong import LengthShaping
 from rlft.config import ConfigError, Job
 from rlft.data import collate, load_items
 from rlft.distributed.cluster import cluster
@@ -120,8 +121,9 @@ def one_step(run, pool: SamplerPool, learners: LearnerGroup, reference, optimize
     # 5. advantages within each group; errored attempts excluded (as train_rl)
     rewards_P_G = torch.tensor([[t.reward for t in g.trajectories_G] for g in groups])
     valid_P_G = torch.tensor([[not t.errored for t in g.trajectories_G] for g in groups])
-    adv_P_G = ADVANTAGES[algo.name](rewards_P_G, valid_P_G=valid_P_G)
-    keep_B = valid_P_G.flatten()
+    penalty_B, train_B, shaped = LengthShaping.of(algo, job.sampling)(trajectories)  # DAPO, as train_rl
+    adv_P_G = ADVANTAGES[algo.name](rewards_P_G + penalty_B.view_as(rewards_P_G), valid_P_G=valid_P_G)
+    keep_B = valid_P_G.flatten() & train_B
     if algo.drop_zero_advantage:
         keep_B = keep_B & (adv_P_G.flatten() != 0)
     kept = [t for t, k in zip(trajectories, keep_B.tolist()) if k]
@@ -151,7 +153,7 @@ def one_step(run, pool: SamplerPool, learners: LearnerGroup, reference, optimize
     # 11. log (as train_rl), plus what only a distributed step has
     metrics |= step_metrics(trajectories, rewards_P_G, valid_P_G, len(kept), time.perf_counter() - t_step)
     metrics |= times | {"time/learn": time.perf_counter() - t_learn, "time/wait_samples": t_wait}
-    metrics |= pool.step_counts()
+    metrics |= pool.step_counts() | shaped
     state = {"sampler_version": run.sampler.version, "data_position": step * job.algorithm.prompts_per_step}
     samples = transcripts(groups, adv_P_G, job.run.log_samples)
     ids = [f"{r.group.item['_source']}:{r.group.item['_line']}" for r in done]
