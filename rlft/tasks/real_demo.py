@@ -11,7 +11,8 @@ prompt asking for "The answer is <number>", graded by the last number of the rep
 4. A plot of held-out accuracy against step, results.json, a table.
 
 The RL phase is an ordinary job written next to the results (rl.toml): ``rlft train rl.toml``
-reruns it, ``rlft eval rl.toml`` scores the model it names. ``--task`` runs the same recipe,
+reruns it, ``rlft eval rl.toml`` scores the model it names. When the task has worked answers
+(word problems), ``sft.toml`` is written too: ``rlft sft sft.toml`` runs imitation on them. ``--task`` runs the same recipe,
 unchanged, on another task (the recipe is not tuned to one task).
 """
 
@@ -114,6 +115,40 @@ out = "rl"
 """
 
 
+def sft_toml(s: Settings, seed: int, progress: bool) -> str:
+    """Imitation on the same task: SFT on the items' worked answers (``completion``), for tasks
+    that have them; a budget close to the RL phase's wall time on 2 cores (rlft sft sft.toml)."""
+    return f"""# Imitation: SFT on correct worked answers, the same model and held-out set (written by rlft quickstart --real)
+[model]
+path = "{s.model}"
+
+[data]
+train = "train.jsonl"
+eval = "eval.jsonl"
+
+[grader]
+type = "numeric"
+reference = "answer"
+
+[sampling]
+max_new_tokens = {s.max_new_tokens}
+
+[optim]
+lr = {s.lr}
+steps = 100
+batch_size = 16
+warmup_steps = 3
+
+[eval]
+every = 50
+
+[run]
+seed = {seed}
+progress = {str(progress).lower()}
+out = "sft"
+"""
+
+
 def plot(out: Path, curve: list[tuple[int, float]], title: str) -> Path:
     import matplotlib
 
@@ -149,6 +184,8 @@ def real_demo(out: str | Path, seed: int = 0, fast: bool = False, progress: bool
     write_jsonl(out / "train.jsonl", train_items)
     write_jsonl(out / "eval.jsonl", eval_items)
     (out / "rl.toml").write_text(rl_toml(s, seed, progress))
+    if "completion" in train_items[0]:  # demonstrations: imitation can be compared (docs/real-models.md)
+        (out / "sft.toml").write_text(sft_toml(s, seed, progress))
     job = load_job(out / "rl.toml")
 
     base = run_eval_command(replace(job, run=replace(job.run, out="base")))["eval/pass@1"]

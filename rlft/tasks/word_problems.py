@@ -31,12 +31,16 @@ def problem(kind: str, a: int, b: int, rng: random.Random, system: str = SYSTEM)
     name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
     if kind == "add":
         text, answer = f"{name} has {a} {obj} and gets {b} more. How many {obj} does {name} have now?", a + b
+        worked = f"{name} has {a} {obj} and gets {b} more, so {name} has {a} + {b} = {answer} {obj}."
     elif kind == "sub":
         text, answer = f"{name} had {a} {obj} and gave away {b}. How many {obj} are left?", a - b
+        worked = f"{name} had {a} {obj} and gave away {b}, so {a} - {b} = {answer} {obj} are left."
     else:
         text, answer = f"{name} buys {a} bags with {b} {obj} in each bag. How many {obj} is that in total?", a * b
+        worked = f"{a} bags with {b} {obj} in each bag is {a} * {b} = {answer} {obj}."
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
-    return {"prompt": messages, "answer": str(answer), "kind": kind}
+    # completion: a correct worked answer in the asked format, the demonstration SFT imitates
+    return {"prompt": messages, "answer": str(answer), "kind": kind, "completion": f"{worked} The answer is {answer}."}
 
 
 def make_splits(n_train: int, n_eval: int, seed: int, system: str = SYSTEM) -> tuple[list[dict], list[dict]]:
