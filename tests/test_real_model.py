@@ -36,6 +36,7 @@ def test_word_problems_held_out_is_disjoint():
         a, b = map(int, re.findall(r"\d+", it["prompt"][-1]["content"]))
         assert int(it["answer"]) == {"add": a + b, "sub": a - b, "mul": a * b}[it["kind"]]
         assert it["prompt"][0] == {"role": "system", "content": word_problems.SYSTEM}
+        assert it["completion"].endswith(f"The answer is {it['answer']}.")  # the demonstration
 
 
 def test_word_problems_refuse_more_held_out_than_exist():
@@ -57,6 +58,7 @@ def test_real_quickstart_fast(tmp_path):
         assert 0 <= r[key] <= 1
     steps = [json.loads(line)["step"] for line in (tmp_path / "r/rl/metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 2
+    assert (tmp_path / "r/sft.toml").exists()  # imitation on the worked answers, for rlft sft
     assert (tmp_path / "r/rl/final/model.safetensors").exists() and (tmp_path / "r/accuracy.png").stat().st_size > 0
 
 
