@@ -39,7 +39,7 @@ from rlft.learner import LossSettings, fill_logprobs, make_optimizer
 from rlft.models import load_model, pick_dtype
 from rlft.progress import Progress
 from rlft.run import after_step, finish, item_order, resume, start
-from rlft.train_rl import encode_prompts, step_metrics, transcripts
+from rlft.train_rl import encode_prompts, signal_metrics, step_metrics, transcripts
 
 
 def check_job(job: Job) -> None:
@@ -152,6 +152,7 @@ def one_step(run, pool: SamplerPool, learners: LearnerGroup, reference, optimize
 
     # 11. log (as train_rl), plus what only a distributed step has
     metrics |= step_metrics(trajectories, rewards_P_G, valid_P_G, len(kept), time.perf_counter() - t_step)
+    metrics |= signal_metrics(rewards_P_G, valid_P_G, adv_P_G)  # for the no-signal warning, as in one process
     metrics |= times | {"time/learn": time.perf_counter() - t_learn, "time/wait_samples": t_wait}
     metrics |= pool.step_counts() | shaped
     state = {"sampler_version": run.sampler.version, "data_position": step * job.algorithm.prompts_per_step}
