@@ -77,12 +77,9 @@ def task_items(task: str, n_train: int, n_eval: int, seed: int) -> tuple[list[di
     return TASKS[task](n_train, n_eval, seed)
 
 
-def rl_toml(s: Settings, seed: int, progress: bool) -> str:
-    lora = f"lora = {s.lora}\n" if s.lora else ""
-    return f"""# GRPO on a real instruct model (written by rlft quickstart --real)
-[model]
-path = "{s.model}"
-{lora}
+def task_tables(s: Settings) -> str:
+    """The job tables both phases share: the data files, the grader, the sampling limits."""
+    return f"""
 [data]
 train = "train.jsonl"
 eval = "eval.jsonl"
@@ -94,7 +91,24 @@ reference = "answer"
 [sampling]
 max_new_tokens = {s.max_new_tokens}
 temperature = {s.temperature}
+"""
 
+
+def run_table(seed: int, progress: bool, out: str) -> str:
+    return f"""
+[run]
+seed = {seed}
+progress = {str(progress).lower()}
+out = "{out}"
+"""
+
+
+def rl_toml(s: Settings, seed: int, progress: bool) -> str:
+    lora = f"lora = {s.lora}\n" if s.lora else ""
+    return f"""# GRPO on a real instruct model (written by rlft quickstart --real)
+[model]
+path = "{s.model}"
+{lora}{task_tables(s)}
 [algorithm]
 name = "grpo"
 prompts_per_step = {s.prompts_per_step}
@@ -107,12 +121,7 @@ warmup_steps = 3
 
 [eval]
 every = {s.eval_every}
-
-[run]
-seed = {seed}
-progress = {str(progress).lower()}
-out = "rl"
-"""
+{run_table(seed, progress, "rl")}"""
 
 
 def sft_toml(s: Settings, seed: int, progress: bool) -> str:
@@ -121,18 +130,7 @@ def sft_toml(s: Settings, seed: int, progress: bool) -> str:
     return f"""# Imitation: SFT on correct worked answers, the same model and held-out set (written by rlft quickstart --real)
 [model]
 path = "{s.model}"
-
-[data]
-train = "train.jsonl"
-eval = "eval.jsonl"
-
-[grader]
-type = "numeric"
-reference = "answer"
-
-[sampling]
-max_new_tokens = {s.max_new_tokens}
-
+{task_tables(s)}
 [optim]
 lr = {s.lr}
 steps = 100
@@ -141,12 +139,7 @@ warmup_steps = 3
 
 [eval]
 every = 50
-
-[run]
-seed = {seed}
-progress = {str(progress).lower()}
-out = "sft"
-"""
+{run_table(seed, progress, "sft")}"""
 
 
 def plot(out: Path, curve: list[tuple[int, float]], title: str) -> Path:
